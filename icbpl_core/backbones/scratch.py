@@ -1,0 +1,63 @@
+"""A small CNN trained from scratch, for small grey images (digits, MNIST-like)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import register
+from .base import Backbone
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class SmallConvNet(Backbone):
+    """conv-conv-[pool]-conv-conv-pool-conv-GAP: 8x8 inputs pool once, larger ones twice."""
+
+    def __init__(self, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.mean = (0.5,) * in_channels
+        self.std = (0.5,) * in_channels
+        self.feature_dim = 4 * width
+        self.stage1 = nn.Sequential(_conv(in_channels, width), _conv(width, width))
+        self.stage2 = nn.Sequential(_conv(width, 2 * width), _conv(2 * width, 2 * width))
+        self.stage3 = _conv(2 * width, 4 * width)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stage1(x)
+        if x.shape[-1] > 8:
+            x = self.pool(x)
+        x = self.pool(self.stage2(x))
+        return self.stage3(x).mean(dim=(2, 3))
+
+
+@register("scratch", "small CNN trained from scratch (for small grey images)", has_pretrained=False)
+def build_scratch(pretrained: bool = False, in_channels: int = 1, weights: str | None = None) -> Backbone:
+    return SmallConvNet(in_channels=in_channels)
+
+
+class SmallMLP(Backbone):
+    """Flatten -> Linear-BN-ReLU x 2: fast on tiny images such as 8x8 digits."""
+
+    def __init__(self, in_channels: int = 1, side: int = 8, width: int = 512) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = side
+        self.mean = (0.5,) * in_channels
+        self.std = (0.5,) * in_channels
+        self.feature_dim = width
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_channels * side * side, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
+            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register("scratch-mlp", "small MLP trained from scratch on tiny images (fast)", has_pretrained=False)
+def build_scratch_mlp(pretrained: bool = False, in_channels: int = 1, weights: str | None = None) -> Backbone:
+    return SmallMLP(in_channels=in_channels)
