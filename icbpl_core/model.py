@@ -1,0 +1,43 @@
+"""The encoder: (backbone ->) projection head -> L2-normalised latent z in R^d."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import Backbone
+
+
+class ProjectionHead(nn.Module):
+    """Standardise -> Linear(in, hidden) -> ReLU -> Linear(hidden, d) -> L2-normalise.
+
+    The reference head is Linear(2048, 512), ReLU, Linear(512, d). Standardising the
+    input with fixed statistics (buffers, saved with the weights) lets one learning
+    rate fit features of any scale.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, latent_dim: int = 100) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden_dim, latent_dim))
+
+    def set_input_stats(self, features: torch.Tensor) -> None:
+        self.mean.copy_(features.mean(dim=0))
+        self.scale.copy_(features.std(dim=0).clamp(min=1e-6))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net((features - self.mean) / self.scale), dim=1)
+
+
+class Encoder(nn.Module):
+    """Backbone + projection head, for training on images."""
+
+    def __init__(self, backbone: Backbone, head: ProjectionHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))

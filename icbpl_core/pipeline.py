@@ -1,0 +1,275 @@
+"""A whole run: data -> backbone -> (features) -> training -> latents, assignments, metrics.
+
+`RunSpec` holds everything a run depends on; `run(spec, run_dir)` executes it inside
+a run folder (see runs.py), writing events as it goes and a checkpoint every epoch, and
+`resume=True` continues from the last checkpoint of a stopped run.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import atomic
+from .augment import get_augmentation
+from .backbones import Backbone, create_backbone
+from .config import TrainConfig
+from .datasets import DatasetError, ImageDataset, get_entry, load_dataset
+from .features import cache_key, cached_features, extract, ids_digest
+from .metrics import cluster_stats, evaluate, matched_classes
+from .model import Encoder, ProjectionHead
+from .neighbours import cosine_topk
+from .pedcc import make_pedcc
+from .runs import Run
+from .sources import FeatureSource, ImageSource
+from .trainer import StopRequested, Trainer
+
+MODES = ("auto", "head", "finetune")
+
+
+class ConfigError(ValueError):
+    """A run specification that cannot work; the message says what to change."""
+
+
+@dataclass
+class RunSpec:
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    limit: int | None = None
+    backbone: str | None = None      # None: the dataset's default backbone
+    pretrained: bool = True
+    weights: str | None = None       # a local weights file overriding the backbone's default
+    mode: str = "auto"               # head: head-only on cached features; finetune: on images
+    image_size: int | None = None    # None: the backbone's input size
+    augment: str = "auto"
+    n_views: int = 4                 # head mode: cached augmented views per image
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def resolved(self) -> "RunSpec":
+        """A copy with defaults filled in (backbone, mode), as stored in config.json."""
+        spec = RunSpec(**{f.name: getattr(self, f.name) for f in fields(self)})
+        spec.train = TrainConfig.from_dict(self.train.to_dict())
+        if spec.backbone is None:
+            spec.backbone = get_entry(spec.dataset).default_backbone
+        if spec.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
+        if spec.mode == "auto":
+            spec.mode = "head" if spec.pretrained and spec.backbone not in SCRATCH_BACKBONES else "finetune"
+        return spec
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        known = {f.name for f in fields(cls)} - {"train"}
+        spec = cls(**{k: v for k, v in data.items() if k in known})
+        spec.train = TrainConfig.from_dict(data.get("train", {}))
+        return spec
+
+
+SCRATCH_BACKBONES = ("scratch", "scratch-mlp")
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT (the app's Cancel, Ctrl-C): training stops after the current step."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+
+
+def run(spec: RunSpec, run: Run, resume: bool = False,
+        on_event: Callable[[dict], None] | None = None, cache_dir=None) -> dict:
+    """Execute `spec` in `run`; returns metrics.json's content."""
+    stop = _StopFlag()
+    stop.install()
+
+    def emit(event: dict) -> None:
+        run.log_event(event)
+        if on_event is not None:
+            on_event(event)
+
+    started = time.time()
+    run.set_status("running", started_at=run.status().get("started_at") or _iso(started))
+    emit({"type": "start", "resume": resume})
+    try:
+        metrics = _execute(spec, run, resume, emit, stop, cache_dir)
+    except StopRequested as exc:
+        run.set_status("cancelled", error=f"{exc}; resume to continue from the last epoch")
+        emit({"type": "cancelled", "message": str(exc)})
+        raise
+    except Exception as exc:
+        run.set_status("failed", error=str(exc), error_type=type(exc).__name__)
+        emit({"type": "error", "message": str(exc), "error_type": type(exc).__name__})
+        raise
+    run.set_status("finished", finished_at=_iso(time.time()), seconds=round(time.time() - started, 2))
+    emit({"type": "done", "metrics": {k: metrics.get(k) for k in ("acc", "nmi", "ari", "n_clusters_used")}})
+    return metrics
+
+
+def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache_dir) -> dict:
+    cfg = spec.train
+    cfg.validate()
+    dataset = load_dataset(spec.dataset, spec.data_root, spec.limit, cfg.seed, spec.download)
+    if dataset.skipped:
+        emit({"type": "skipped", "count": len(dataset.skipped),
+              "files": [f"{p}: {why}" for p, why in dataset.skipped[:50]]})
+    n = len(dataset)
+    if n < 2:
+        raise DatasetError(f"dataset {spec.dataset!r} has {n} image(s); clustering needs at least 2")
+    if cfg.n_clusters > n:
+        raise ConfigError(f"{cfg.n_clusters} clusters is more than the {n} images; use --clusters {n} or fewer")
+    torch.manual_seed(cfg.seed)
+    images = dataset.to_array(spec.image_size)
+    backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=images.shape[-1], weights=spec.weights)
+    aug_name, augment = get_augmentation(spec.augment, images.shape[-1], images.shape[1])
+    k = min(cfg.n_neighbors, n - 1)
+    emit({"type": "data", "n_images": n, "shape": list(images.shape[1:]), "labels": dataset.has_labels,
+          "backbone": spec.backbone, "mode": spec.mode, "augment": aug_name})
+
+    def progress(what: str) -> Callable[[int, int], None]:
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            if time.perf_counter() - last[0] > 1.0 or done == total:
+                last[0] = time.perf_counter()
+                emit({"type": "extract", "what": what, "done": done, "total": total})
+        return report
+
+    key_parts = dict(dataset=spec.dataset, root=spec.data_root, ids=ids_digest(
+        [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
+        size=spec.image_size or backbone.input_size, augment=aug_name, seed=cfg.seed)
+    if spec.mode == "head":
+        if not backbone.pretrained:
+            raise ConfigError("head-only training needs a pretrained backbone; use --mode finetune "
+                              "to train a scratch encoder on the images")
+
+        def compute() -> dict[str, np.ndarray]:
+            feats = extract(backbone, images, size=spec.image_size, progress=progress("features"))
+            views = np.stack([extract(backbone, images, augment, seed=cfg.seed * 1000 + v + 1,
+                                      size=spec.image_size, progress=progress(f"view {v + 1}/{spec.n_views}"))
+                              for v in range(spec.n_views)]) if spec.n_views else None
+            return {"features": feats, **({"views": views} if views is not None else {})}
+        arrays = cached_features(cache_key(**key_parts, n_views=spec.n_views), compute, cache_dir)
+        features = np.asarray(arrays["features"])
+        _check_finite(features)
+        source = FeatureSource(features, arrays.get("views"), noise=0.1)
+        model: torch.nn.Module = ProjectionHead(features.shape[1], cfg.hidden_dim, cfg.latent_dim)
+        model.set_input_stats(torch.from_numpy(features))
+    else:
+        if backbone.pretrained:
+            features = np.asarray(cached_features(cache_key(**key_parts, n_views=0), lambda: {
+                "features": extract(backbone, images, size=spec.image_size, progress=progress("features"))},
+                cache_dir)["features"])
+        else:   # a scratch encoder: first neighbours come from the (centred) pixels
+            features = images.reshape(n, -1).astype(np.float32)
+            features -= features.mean(axis=0)
+        backbone.set_trainable()
+        head = ProjectionHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim)
+        model = Encoder(backbone, head)
+        source = ImageSource(images, backbone, augment, spec.image_size)
+
+    centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
+    neighbours = cosine_topk(features, k)[0]
+    trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit)
+    checkpoint = run.file("checkpoint.pt")
+    stored = spec.to_dict()
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("spec") != stored:
+            changed = sorted(_diff(state.get("spec") or {}, stored))
+            raise ConfigError(f"cannot resume: the configuration differs from the checkpoint's "
+                              f"({', '.join(changed)}); start a new run instead")
+        trainer.load_state_dict(state["trainer"])
+        emit({"type": "resumed", "epoch": trainer.epoch})
+
+    def save_checkpoint(t: Trainer) -> None:
+        atomic.torch_save(checkpoint, {"spec": stored, "trainer": t.state_dict()})
+        run.set_status("running", epoch=t.epoch, epochs=cfg.epochs)
+
+    trainer.fit(on_epoch_end=save_checkpoint, should_stop=lambda: stop.set)
+    return _write_results(run, trainer, dataset, centroids, model, source, spec)
+
+
+def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids: np.ndarray,
+                   model, source, spec: RunSpec) -> dict:
+    import pandas as pd
+
+    cfg = spec.train
+    z = trainer.latents()
+    sims = (z @ torch.from_numpy(centroids).T).numpy()
+    top2 = np.sort(sims, axis=1)[:, -2:]
+    clusters = sims.argmax(axis=1)
+    confidence, margin = top2[:, 1], top2[:, 1] - top2[:, 0]
+    z = z.numpy()
+    _check_finite(z)
+    atomic.save_npy(run.file("latents.npy"), z.astype(np.float32))
+    atomic.save_npy(run.file("pedcc.npy"), centroids)
+    atomic.save_npy(run.file("features.npy"), _backbone_features(model, source).astype(np.float16))
+    table = pd.DataFrame({"index": np.arange(len(dataset)),
+                          "id": [dataset.item_id(i) for i in range(len(dataset))],
+                          "cluster": clusters, "confidence": confidence.round(6), "margin": margin.round(6)})
+    metrics: dict = {"n_clusters": cfg.n_clusters, "n_samples": len(dataset),
+                     "n_clusters_used": int(np.unique(clusters).size),
+                     "mean_confidence": float(confidence.mean()), "epochs": trainer.epoch}
+    labels = dataset.labels
+    if labels is not None:
+        metrics.update(evaluate(labels, clusters, cfg.n_clusters))
+        matched = matched_classes(labels, clusters, cfg.n_clusters)
+        table["label"] = labels
+        table["matched_class"] = matched[clusters]
+        metrics["matched_classes"] = matched.tolist()
+    metrics["class_names"] = dataset.class_names
+    metrics["clusters"] = cluster_stats(clusters, confidence, cfg.n_clusters, labels)
+    atomic.write_text(run.file("assignments.csv"), table.to_csv(index=False))
+    atomic.write_json(run.file("metrics.json"), metrics)
+    return metrics
+
+
+@torch.no_grad()
+def _backbone_features(model, source) -> np.ndarray:
+    """Features in the backbone's space: cached ones, or the trained backbone's on the images."""
+    if isinstance(source, FeatureSource):
+        return source.features.numpy()
+    model.eval()
+    n = len(source)
+    return torch.cat([model.backbone(source.anchors(torch.arange(s, min(s + 1024, n))))
+                      for s in range(0, n, 1024)]).numpy()
+
+
+def _check_finite(array: np.ndarray) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"{len(rows)} feature rows contain NaN or inf (first: {rows[:5].tolist()}); "
+                         "check the input images or the backbone weights")
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def _iso(t: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,196 @@
+"""The run store: one folder per run, readable by the app while the run is going on.
+
+    <runs_dir>/<run_id>/
+        config.json       the RunSpec (everything needed to reproduce the run)
+        status.json       state (running, finished, failed, cancelled), pid, times, error
+        events.jsonl      one JSON object per line: start, extract, step, epoch, done, error
+        checkpoint.pt     model, optimiser and trainer state after the last full epoch
+        pedcc.npy         the K x d centroids
+        latents.npy       N x d latents of the final model
+        features.npy      N x D backbone features (float16), for neighbour views
+        assignments.csv   index, id, cluster, confidence, margin[, label, matched_class]
+        metrics.json      ACC/NMI/ARI (with labels), cluster sizes and confidence
+Every file but events.jsonl is written atomically; events are appended line by line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic
+
+STATES = ("running", "finished", "failed", "cancelled", "interrupted")
+
+
+class RunError(ValueError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Run:
+    """A handle on one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self) -> bool:
+        return self.file("config.json").is_file()
+
+    # -- config and status ------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        return _read_json(self.file("config.json")) or {}
+
+    def status(self) -> dict:
+        """The recorded status; a 'running' run whose process is gone reads 'interrupted'."""
+        status = _read_json(self.file("status.json")) or {"state": "interrupted"}
+        if status.get("state") == "running" and status.get("host") == socket.gethostname() \
+                and not _pid_alive(status.get("pid")):
+            status = {**status, "state": "interrupted"}
+        return status
+
+    @property
+    def state(self) -> str:
+        return self.status()["state"]
+
+    def set_status(self, state: str, **fields) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        status = {**(_read_json(self.file("status.json")) or {}), **fields, "state": state,
+                  "updated_at": _now()}
+        if state == "running":
+            status.update(pid=os.getpid(), host=socket.gethostname())
+            status.pop("error", None)
+        atomic.write_json(self.file("status.json"), status)
+
+    # -- events -------------------------------------------------------------------------
+    def log_event(self, event: dict) -> None:
+        line = json.dumps({"time": time.time(), **event}, allow_nan=True)
+        with open(self.file("events.jsonl"), "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def events(self) -> list[dict]:
+        """All complete events (a line being written at this moment is left out)."""
+        try:
+            text = self.file("events.jsonl").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in text.splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
+
+    # -- results ------------------------------------------------------------------------
+    @property
+    def metrics(self) -> dict | None:
+        return _read_json(self.file("metrics.json"))
+
+    def latents(self) -> np.ndarray:
+        return self._npy("latents.npy")
+
+    def centroids(self) -> np.ndarray:
+        return self._npy("pedcc.npy")
+
+    def features(self) -> np.ndarray:
+        return self._npy("features.npy")
+
+    def assignments(self):
+        import pandas as pd
+        path = self.file("assignments.csv")
+        if not path.is_file():
+            raise RunError(f"run {self.id} has no assignments yet (state: {self.state})")
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+    def _npy(self, name: str) -> np.ndarray:
+        path = self.file(name)
+        if not path.is_file():
+            raise RunError(f"run {self.id} has no {name} yet (state: {self.state})")
+        return np.load(path, mmap_mode="r")
+
+    def summary(self) -> dict:
+        config, status, metrics = self.config, self.status(), self.metrics or {}
+        train = config.get("train", {})
+        return {"run": self.id, "state": status["state"], "dataset": config.get("dataset"),
+                "backbone": config.get("backbone"), "clusters": train.get("n_clusters"),
+                "seed": train.get("seed"), "epoch": status.get("epoch"), "epochs": train.get("epochs"),
+                "acc": metrics.get("acc"), "nmi": metrics.get("nmi"), "ari": metrics.get("ari"),
+                "started_at": status.get("started_at")}
+
+
+def create_run(runs_dir: str | Path, config: dict) -> Run:
+    """A new, uniquely named run folder holding config.json."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{config.get('dataset', 'run')}-{config.get('backbone', '')}")
+    base = f"{stamp}-{slug.strip('-')}-s{config.get('train', {}).get('seed', 0)}"
+    for attempt in range(1000):
+        path = runs_dir / (base if attempt == 0 else f"{base}-{attempt}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RunError(f"could not create a run folder in {runs_dir}")
+    run = Run(path)
+    atomic.write_json(run.file("config.json"), config)
+    return run
+
+
+def list_runs(runs_dir: str | Path) -> list[Run]:
+    """Runs in a folder, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [Run(p) for p in runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def open_run(path: str | Path) -> Run:
+    run = Run(path)
+    if not run.exists():
+        raise RunError(f"{path} is not a run folder (it has no config.json)")
+    return run
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,60 @@
+"""What the trainer feeds the model: anchors and augmented views of a batch of indices.
+
+* FeatureSource: head-only training on cached backbone features; a view is the cached
+  feature of one of a few augmented copies of the image, drawn at random.
+* ImageSource: training on images (fine-tuning, or a scratch encoder); a view is a
+  fresh augmentation.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .augment import Augment
+from .backbones import Backbone
+
+
+class FeatureSource:
+    def __init__(self, features: np.ndarray, views: np.ndarray | None = None, noise: float = 0.0) -> None:
+        """features (N, D); views (V, N, D) features of V augmented copies, or None.
+
+        Without views, a view is the feature plus Gaussian noise of `noise` times each
+        dimension's standard deviation (for plain feature matrices with no images).
+        """
+        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.views = None if views is None else torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32))
+        self.noise_scale = noise * self.features.std(dim=0) if views is None else None
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def anchors(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.features[idx]
+
+    def augmented(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if self.views is not None:
+            which = torch.randint(self.views.shape[0], (len(idx),), generator=g)
+            return self.views[which, idx]
+        x = self.features[idx]
+        return x + torch.randn(x.shape, generator=g) * self.noise_scale
+
+
+class ImageSource:
+    def __init__(self, images: np.ndarray, backbone: Backbone, augment: Augment, size: int | None = None) -> None:
+        """images uint8 (N, H, W, C), kept in memory as uint8 and converted per batch."""
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        self.backbone = backbone
+        self.augment = augment
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def _floats(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.images[idx].float().div_(255.0)
+
+    def anchors(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.backbone.prepare(self._floats(idx), self.size)
+
+    def augmented(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self.backbone.prepare(self.augment(self._floats(idx), g), self.size)

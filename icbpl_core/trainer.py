@@ -1,0 +1,144 @@
+"""The ICBPL training loop, shared by head-only and image training.
+
+Per step, for a batch of indices:
+  z      = f(anchor),  z_view = f(augmented view)         (one forward pass for both)
+  z_nb   = bank[random one of each anchor's k neighbours]  (latents, detached)
+  loss   = icbpl_loss(z, z_view, z_nb, PEDCC)
+The bank holds every image's latest latent: anchors overwrite theirs each step, and
+every `refresh_every` epochs all latents are recomputed and neighbours re-mined among
+them. Each epoch draws its randomness from a generator seeded by (seed, epoch), so a
+run resumed from an epoch checkpoint continues exactly as if never interrupted.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .losses import icbpl_loss
+from .metrics import evaluate
+from .neighbours import cosine_topk
+
+EventSink = Callable[[dict], None]
+STEP_EVENT_SECONDS = 1.0
+
+
+class StopRequested(Exception):
+    """Raised inside fit() when should_stop() turns true; the last epoch checkpoint stands."""
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, source, centroids: np.ndarray, neighbours: np.ndarray,
+                 config: TrainConfig, labels: np.ndarray | None = None,
+                 on_event: EventSink | None = None, eval_batch_size: int = 1024) -> None:
+        self.model = model
+        self.source = source
+        self.config = config
+        self.centroids = torch.as_tensor(centroids, dtype=torch.float32)
+        self.neighbours = torch.as_tensor(neighbours, dtype=torch.int64)
+        self.labels = labels
+        self.on_event = on_event or (lambda event: None)
+        self.eval_batch_size = eval_batch_size
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.epoch = 0                      # epochs completed
+        self.history: list[dict] = []
+        self.bank: torch.Tensor | None = None
+
+    # -- state, for checkpoints -------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "neighbours": self.neighbours, "bank": self.bank,
+                "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.neighbours = state["neighbours"]
+        self.bank = state["bank"]
+        self.history = list(state["history"])
+
+    # -- inference ----------------------------------------------------------------------
+    @torch.no_grad()
+    def latents(self) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        n = len(self.source)
+        out = torch.empty(n, self.centroids.shape[1])
+        for start in range(0, n, self.eval_batch_size):
+            idx = torch.arange(start, min(start + self.eval_batch_size, n))
+            out[idx] = self.model(self.source.anchors(idx))
+        self.model.train(was_training)
+        return out
+
+    def assign(self, z: torch.Tensor) -> np.ndarray:
+        return (z @ self.centroids.T).argmax(dim=1).numpy()
+
+    # -- training -----------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[["Trainer"], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> "Trainer":
+        cfg = self.config
+        n = len(self.source)
+        k = self.neighbours.shape[1]
+        if self.bank is None:
+            self.bank = self.latents()
+        batch = min(cfg.batch_size, n)
+        steps = max(1, n // batch)          # drop the ragged tail: MMD wants full batches
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch
+            started = time.perf_counter()
+            g = epoch_generator(cfg.seed, epoch)
+            if cfg.refresh_every and epoch > 0 and epoch % cfg.refresh_every == 0:
+                self.bank = self.latents()
+                self.neighbours = torch.from_numpy(cosine_topk(self.bank, min(k, n - 1))[0])
+            self.model.train()
+            order = torch.randperm(n, generator=g)
+            sums: dict[str, float] = {}
+            last_report = started
+            for step in range(steps):
+                if should_stop is not None and should_stop():
+                    raise StopRequested(f"stopped during epoch {epoch + 1}")
+                idx = order[step * batch:(step + 1) * batch]
+                x = torch.cat([self.source.anchors(idx), self.source.augmented(idx, g)])
+                z, z_view = self.model(x).split(len(idx))
+                pick = torch.randint(self.neighbours.shape[1], (len(idx),), generator=g)
+                z_nb = self.bank[self.neighbours[idx, pick]]
+                loss, parts = icbpl_loss(z, z_view, z_nb, self.centroids, cfg.loss_weights)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the loss became {float(loss)} at epoch {epoch + 1}, "
+                                             f"step {step + 1}; lower the learning rate")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.bank[idx] = z.detach()
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                now = time.perf_counter()
+                if now - last_report >= STEP_EVENT_SECONDS:
+                    last_report = now
+                    self.on_event({"type": "step", "epoch": epoch + 1, "epochs": cfg.epochs,
+                                   "step": step + 1, "steps": steps, "loss": parts["total"]})
+            self.epoch = epoch + 1
+            record = {"epoch": self.epoch, "losses": {k_: v / steps for k_, v in sums.items()},
+                      "seconds": time.perf_counter() - started}
+            clusters = self.assign(self.bank)
+            record["n_clusters_used"] = int(np.unique(clusters).size)
+            if self.labels is not None:
+                record["metrics"] = {key: value for key, value in evaluate(self.labels, clusters).items()
+                                     if key in ("acc", "nmi", "ari")}
+            self.history.append(record)
+            self.on_event({"type": "epoch", "epochs": cfg.epochs, "steps": steps, **record})
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+        return self

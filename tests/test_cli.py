@@ -1,0 +1,171 @@
+"""The command line as a user (or another tool) drives it: subprocesses, real files."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli_env
+
+QUICK = ["--limit", "400", "--epochs", "4"]
+
+
+def icbpl(*args, check=True, timeout=600):
+    proc = subprocess.run([sys.executable, "-m", "icbpl_core", *map(str, args)], capture_output=True,
+                          text=True, env=cli_env(), timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A full default training on the bundled digits dataset."""
+    runs = tmp_path_factory.mktemp("runs")
+    proc = icbpl("train", "--dataset", "digits", "--runs-dir", runs)
+    return Path(proc.stdout.strip().splitlines()[-1]), proc
+
+
+def test_default_digits_training_beats_chance_by_far(digits_run):
+    run_dir, proc = digits_run
+    assert run_dir.is_dir() and run_dir.parent.exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"acc", "nmi", "ari", "n_clusters_used"} <= set(metrics)
+    assert metrics["acc"] > 0.6 and metrics["nmi"] > 0.5          # chance is about 0.1 / 0.0
+    assert metrics["n_clusters_used"] >= 8
+    assert "epoch 1/" in proc.stderr and "ACC" in proc.stderr      # progress on stderr
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[0]["type"] == "start" and events[-1]["type"] == "done"
+    assert any(e["type"] == "epoch" and "metrics" in e for e in events)
+
+
+def test_export_writes_one_row_per_image(digits_run, tmp_path):
+    run_dir, _ = digits_run
+    out = tmp_path / "labels.csv"
+    icbpl("export", run_dir, "--out", out)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1797
+    assert list(rows[0])[:7] == ["index", "path", "cluster", "confidence", "margin", "label", "matched_class"]
+    latents, centroids = np.load(run_dir / "latents.npy"), np.load(run_dir / "pedcc.npy")
+    sims = latents @ centroids.T
+    for row in rows[:50]:
+        i = int(row["index"])
+        assert int(row["cluster"]) == sims[i].argmax()
+        assert float(row["confidence"]) == pytest.approx(sims[i].max(), abs=1e-5)
+        assert float(row["margin"]) == pytest.approx(sims[i].max() - np.sort(sims[i])[-2], abs=1e-5)
+    assert rows[0]["path"] == "digits:0"
+
+
+def test_runs_lists_status_and_metrics(digits_run):
+    run_dir, _ = digits_run
+    out = icbpl("runs", "--runs-dir", run_dir.parent).stdout
+    line = next(l for l in out.splitlines() if run_dir.name in l)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "finished" in line and f"{metrics['acc']:.3f}" in line
+
+
+def test_help_everywhere():
+    for args in ([], ["train"], ["export"], ["runs"], ["resume"]):
+        proc = icbpl(*args, "--help")
+        assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train", "--dataset", "nope", "--runs-dir", "x"], "invalid choice"),
+    (["train", "--runs-dir", "x"], "--dataset"),
+    (["train", "--dataset", "digits", "--runs-dir", "x", "--epochs", "0"], "positive"),
+    (["bogus"], "invalid choice"),
+    (["train", "--dataset", "digits", "--runs-dir", "x", "--clusters", "1"], "at least 2"),
+])
+def test_wrong_arguments_one_line_and_exit_2(args, fragment, tmp_path):
+    proc = icbpl(*args, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_more_clusters_than_images_fails_clearly(tmp_path):
+    proc = icbpl("train", "--dataset", "digits", "--limit", "20", "--clusters", "30", "--runs-dir", tmp_path,
+                 check=False)
+    assert proc.returncode == 1
+    assert "30 clusters is more than the 20 images" in proc.stderr
+    run = next(tmp_path.iterdir())
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "30 clusters" in status["error"]
+
+
+def test_same_seed_same_assignments(tmp_path):
+    a = icbpl("train", "--dataset", "digits", *QUICK, "--seed", "3", "--runs-dir", tmp_path / "a", "--quiet")
+    b = icbpl("train", "--dataset", "digits", *QUICK, "--seed", "3", "--runs-dir", tmp_path / "b", "--quiet")
+    dir_a, dir_b = (Path(p.stdout.strip().splitlines()[-1]) for p in (a, b))
+    assert (dir_a / "assignments.csv").read_text() == (dir_b / "assignments.csv").read_text()
+    np.testing.assert_array_equal(np.load(dir_a / "latents.npy"), np.load(dir_b / "latents.npy"))
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    args = ["train", "--dataset", "digits", "--limit", "600", "--epochs", "6", "--seed", "1"]
+    straight = Path(icbpl(*args, "--runs-dir", tmp_path / "straight", "--quiet").stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([sys.executable, "-m", "icbpl_core", *args, "--runs-dir", str(tmp_path / "killed")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    deadline = time.time() + 300
+    run_dir = None
+    while time.time() < deadline:
+        found = list((tmp_path / "killed").glob("*/status.json"))
+        if found and json.loads(found[0].read_text()).get("epoch", 0) >= 2:
+            run_dir = found[0].parent
+            break
+        time.sleep(0.1)
+    assert run_dir is not None, "the run never reached epoch 2"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "resume" in err
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "cancelled"
+    assert not (run_dir / "latents.npy").exists()
+    icbpl("resume", run_dir, "--quiet")
+    np.testing.assert_array_equal(np.load(run_dir / "latents.npy"), np.load(straight / "latents.npy"))
+    assert (run_dir / "assignments.csv").read_text() == (straight / "assignments.csv").read_text()
+
+
+def test_resume_with_a_changed_config_is_refused_and_nothing_is_lost(tmp_path):
+    args = ["train", "--dataset", "digits", "--limit", "300", "--epochs", "2", "--runs-dir", tmp_path, "--quiet"]
+    run_dir = Path(icbpl(*args).stdout.strip().splitlines()[-1])
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, "state": "cancelled"}))
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train"]["lr"] = 0.5
+    (run_dir / "config.json").write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name not in ("status.json", "events.jsonl")}
+    proc = icbpl("resume", run_dir, check=False)
+    assert proc.returncode == 1
+    assert "cannot resume" in proc.stderr and "train.lr" in proc.stderr
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name not in ("status.json", "events.jsonl")}
+    assert after == before
+
+
+def test_resume_refuses_a_finished_run(digits_run):
+    run_dir, _ = digits_run
+    proc = icbpl("resume", run_dir, check=False)
+    assert proc.returncode == 1 and "already finished" in proc.stderr
+
+
+def test_export_of_a_missing_run_fails_clearly(tmp_path):
+    proc = icbpl("export", tmp_path / "nothing", "--out", tmp_path / "x.csv", check=False)
+    assert proc.returncode == 1 and "not a run folder" in proc.stderr
+
+
+def test_pretrained_head_mode_on_digits_uses_cached_features(tmp_path):
+    args = ["train", "--dataset", "digits", "--backbone", "mobilenet_v2", "--image-size", "32", "--limit", "300",
+            "--epochs", "3", "--views", "2", "--runs-dir", tmp_path]
+    first = icbpl(*args)
+    assert "mode head" in first.stderr and "extracting features" in first.stderr
+    second = icbpl(*args)
+    assert "extracting" not in second.stderr            # served from the feature cache
+    run_dir = Path(second.stdout.strip().splitlines()[-1])
+    assert np.load(run_dir / "features.npy").shape == (300, 1280)
+    assert json.loads((run_dir / "metrics.json").read_text())["acc"] > 0.2   # chance is about 0.15

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+
+from icbpl_core import ICBPL
+from icbpl_core.metrics import cluster_accuracy
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return make_blobs(n_samples=800, centers=5, n_features=30, cluster_std=2.0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    X, _ = blobs
+    return ICBPL(n_clusters=5, epochs=10, batch_size=128, random_state=0).fit(X)
+
+
+def test_three_lines_cluster_a_feature_matrix(blobs, fitted):
+    X, y = blobs
+    assert fitted.labels_.shape == (800,)
+    assert cluster_accuracy(y, fitted.labels_) > 0.95
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+
+
+def test_fitted_attributes(blobs, fitted):
+    X, _ = blobs
+    z = fitted.transform(X[:7])
+    assert z.shape == (7, 100)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert fitted.centroids_.shape == (5, 100)
+    assert fitted.neighbors_.shape == (800, 20)
+    assert len(fitted.history_) == 10 and fitted.n_features_in_ == 30
+    confidence, margin = fitted.predict_confidence(X[:7])
+    assert ((confidence <= 1.0001) & (margin >= 0)).all()
+
+
+def test_fit_returns_self_and_params_round_trip():
+    model = ICBPL(n_clusters=3, w_mmd=7.0)
+    assert clone(model).get_params()["w_mmd"] == 7.0
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    assert model.set_params(epochs=1).fit(X) is model
+
+
+def test_views_and_label_free_history(blobs):
+    X, y = blobs
+    views = np.stack([X + 0.1, X - 0.1])
+    model = ICBPL(n_clusters=5, epochs=2, random_state=1).fit(X, y, views=views)
+    assert "metrics" in model.history_[-1]
+    with pytest.raises(ValueError, match="views must have shape"):
+        ICBPL(n_clusters=5, epochs=1).fit(X, views=views[:, :10])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), "NaN or inf"),
+    (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), "NaN or inf"),
+    (lambda X: X[:, 0], "2-D"),
+])
+def test_bad_features_are_refused(blobs, bad, match):
+    X, _ = blobs
+    with pytest.raises(ValueError, match=match):
+        ICBPL(n_clusters=5, epochs=1).fit(bad(X))
+
+
+def test_bad_cluster_counts_are_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="at least 2"):
+        ICBPL(n_clusters=1).fit(X)
+    with pytest.raises(ValueError, match="more than the 10 samples"):
+        ICBPL(n_clusters=11).fit(X[:10])
+
+
+def test_predict_checks_feature_count(fitted):
+    with pytest.raises(ValueError, match="30"):
+        fitted.predict(np.zeros((2, 3)))

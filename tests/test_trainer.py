@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from icbpl_core.config import TrainConfig
+from icbpl_core.model import ProjectionHead
+from icbpl_core.neighbours import cosine_topk
+from icbpl_core.pedcc import make_pedcc
+from icbpl_core.sources import FeatureSource
+from icbpl_core.trainer import StopRequested, Trainer
+
+
+def _blobs(n=600, k=4, dim=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, dim)) * 4
+    labels = rng.integers(0, k, n)
+    return (centres[labels] + rng.standard_normal((n, dim))).astype(np.float32), labels
+
+
+def _trainer(x, labels, epochs, seed=0, events=None):
+    cfg = TrainConfig(n_clusters=4, latent_dim=16, hidden_dim=64, epochs=epochs, batch_size=100,
+                      n_neighbors=10, refresh_every=2, seed=seed)
+    torch.manual_seed(seed)
+    head = ProjectionHead(x.shape[1], cfg.hidden_dim, cfg.latent_dim)
+    head.set_input_stats(torch.from_numpy(x))
+    return Trainer(head, FeatureSource(x, noise=0.1), make_pedcc(4, 16, seed), cosine_topk(x, 10)[0], cfg,
+                   labels=labels, on_event=events.append if events is not None else None)
+
+
+def test_learns_separable_blobs_and_reports_epochs():
+    x, labels = _blobs()
+    events = []
+    trainer = _trainer(x, labels, epochs=8, events=events).fit()
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 9))
+    assert set(epochs[0]["losses"]) == {"mmd", "aug", "knn", "cos", "total"}
+    assert epochs[-1]["losses"]["total"] < epochs[0]["losses"]["total"]
+    assert epochs[-1]["metrics"]["acc"] > 0.95
+    z = trainer.latents()
+    np.testing.assert_allclose(z.norm(dim=1).numpy(), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_result_and_different_seed_differs():
+    x, labels = _blobs()
+    a = _trainer(x, labels, epochs=3, seed=5).fit().latents()
+    b = _trainer(x, labels, epochs=3, seed=5).fit().latents()
+    c = _trainer(x, labels, epochs=3, seed=6).fit().latents()
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_resuming_from_a_state_dict_continues_exactly():
+    x, labels = _blobs()
+    straight = _trainer(x, labels, epochs=5).fit().latents()
+    first = _trainer(x, labels, epochs=5)
+    first.config.epochs = 3            # stop after 3, as a killed run would
+    first.fit()
+    state = first.state_dict()
+    resumed = _trainer(x, labels, epochs=5, seed=0)
+    torch.manual_seed(123)             # fresh process: different global RNG state
+    resumed.load_state_dict(state)
+    assert resumed.epoch == 3
+    assert torch.equal(resumed.fit().latents(), straight)
+
+
+def test_stop_request_keeps_completed_epochs():
+    x, labels = _blobs()
+    trainer = _trainer(x, labels, epochs=5)
+    calls = {"n": 0}
+
+    def stop_in_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > 8          # 6 steps per epoch
+    with pytest.raises(StopRequested):
+        trainer.fit(should_stop=stop_in_second_epoch)
+    assert trainer.epoch == 1
