@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .config import TrainConfig
-from .model import ProjectionHead
+from .model import MultiHead
 from .neighbours import cosine_topk
 from .pedcc import make_pedcc
 from .sources import FeatureSource
@@ -25,13 +25,14 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
     Parameters mirror TrainConfig; `view_noise` sets the Gaussian noise (in units of
     each feature's standard deviation) that makes the augmented view when fit() is
     given no `views`. After fit: labels_, latents_, centroids_ (PEDCC), neighbors_,
-    history_ (per-epoch losses and metrics), n_features_in_.
+    history_ (per-epoch losses and metrics), best_head_ (the lowest-loss of the
+    n_heads heads, the one that predicts), n_features_in_.
     """
 
     def __init__(self, n_clusters: int = 10, latent_dim: int = 100, hidden_dim: int = 512,
-                 epochs: int = 30, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
-                 w_mmd: float = 5.0, w_aug: float = 1.0, w_knn: float = 1.0, w_cos: float = 1.0,
-                 n_neighbors: int = 20, refresh_every: int = 5, view_noise: float = 0.1,
+                 epochs: int = 60, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
+                 w_mmd: float = 20.0, w_aug: float = 1.0, w_knn: float = 5.0, w_cos: float = 1.0,
+                 n_neighbors: int = 20, refresh_every: int = 0, n_heads: int = 1, view_noise: float = 0.1,
                  random_state: int = 0, verbose: bool = False) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -46,6 +47,7 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         self.w_cos = w_cos
         self.n_neighbors = n_neighbors
         self.refresh_every = refresh_every
+        self.n_heads = n_heads
         self.view_noise = view_noise
         self.random_state = random_state
         self.verbose = verbose
@@ -55,7 +57,7 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
                            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, w_mmd=self.w_mmd, w_aug=self.w_aug,
                            w_knn=self.w_knn, w_cos=self.w_cos, n_neighbors=self.n_neighbors,
-                           refresh_every=self.refresh_every, seed=self.random_state)
+                           refresh_every=self.refresh_every, n_heads=self.n_heads, seed=self.random_state)
 
     def fit(self, X, y=None, views=None) -> "ICBPL":
         """Train on X (n_samples, n_features). `views` (n_views, n_samples, n_features)
@@ -74,14 +76,15 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         self.centroids_ = make_pedcc(config.n_clusters, config.latent_dim, self.random_state)
         self.neighbors_ = cosine_topk(X, min(config.n_neighbors, X.shape[0] - 1))[0]
-        head = ProjectionHead(X.shape[1], config.hidden_dim, config.latent_dim)
-        head.set_input_stats(torch.from_numpy(X))
+        heads = MultiHead(X.shape[1], config.hidden_dim, config.latent_dim, config.n_heads)
+        heads.set_input_stats(torch.from_numpy(X))
         source = FeatureSource(X, views, noise=self.view_noise)
         labels = None if y is None else np.asarray(y)
         report = (lambda e: e["type"] == "epoch" and print(_format_epoch(e))) if self.verbose else None
-        trainer = Trainer(head, source, self.centroids_, self.neighbors_, config, labels=labels, on_event=report)
+        trainer = Trainer(heads, source, self.centroids_, self.neighbors_, config, labels=labels, on_event=report)
         trainer.fit()
-        self.head_ = head.eval()
+        self.best_head_ = trainer.best_head
+        self.head_ = heads.heads[trainer.best_head].eval()
         self.history_ = trainer.history
         self.n_features_in_ = X.shape[1]
         self.latents_ = self.transform(X)

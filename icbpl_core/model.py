@@ -31,10 +31,30 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.net((features - self.mean) / self.scale), dim=1)
 
 
-class Encoder(nn.Module):
-    """Backbone + projection head, for training on images."""
+class MultiHead(nn.Module):
+    """H independent projection heads on the same input: forward -> (H, B, d).
 
-    def __init__(self, backbone: Backbone, head: ProjectionHead) -> None:
+    Training all H at once and keeping the one whose loss ends lowest (SCAN keeps the
+    lowest-loss of its heads too) guards against a poor local optimum: on digits the
+    final ICBPL loss ranks the runs' ACC almost perfectly (docs/BENCHMARKS.md).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, latent_dim: int = 100, n_heads: int = 1) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(ProjectionHead(in_dim, hidden_dim, latent_dim) for _ in range(n_heads))
+
+    def set_input_stats(self, features: torch.Tensor) -> None:
+        for head in self.heads:
+            head.set_input_stats(features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(features) for head in self.heads])
+
+
+class Encoder(nn.Module):
+    """Backbone + projection heads, for training on images."""
+
+    def __init__(self, backbone: Backbone, head: MultiHead) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head

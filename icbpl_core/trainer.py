@@ -1,13 +1,15 @@
 """The ICBPL training loop, shared by head-only and image training.
 
-Per step, for a batch of indices:
+Per step, for a batch of indices and each of the model's H heads:
   z      = f(anchor),  z_view = f(augmented view)         (one forward pass for both)
   z_nb   = bank[random one of each anchor's k neighbours]  (latents, detached)
-  loss   = icbpl_loss(z, z_view, z_nb, PEDCC)
+  loss   = icbpl_loss(z, z_view, z_nb, PEDCC)              (summed over heads)
 The bank holds every image's latest latent: anchors overwrite theirs each step, and
 every `refresh_every` epochs all latents are recomputed and neighbours re-mined among
-them. Each epoch draws its randomness from a generator seeded by (seed, epoch), so a
-run resumed from an epoch checkpoint continues exactly as if never interrupted.
+them (in the best head's space). After each epoch the head with the lowest mean loss
+becomes the one that predicts. Each epoch draws its randomness from a generator seeded
+by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly as if
+never interrupted.
 """
 from __future__ import annotations
 
@@ -53,13 +55,14 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         self.epoch = 0                      # epochs completed
         self.history: list[dict] = []
-        self.bank: torch.Tensor | None = None
+        self.bank: torch.Tensor | None = None    # (H, N, d)
+        self.best_head = 0
 
     # -- state, for checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "neighbours": self.neighbours, "bank": self.bank,
-                "history": self.history}
+                "history": self.history, "best_head": self.best_head}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -68,19 +71,23 @@ class Trainer:
         self.neighbours = state["neighbours"]
         self.bank = state["bank"]
         self.history = list(state["history"])
+        self.best_head = int(state["best_head"])
 
     # -- inference ----------------------------------------------------------------------
     @torch.no_grad()
-    def latents(self) -> torch.Tensor:
+    def all_latents(self) -> torch.Tensor:
+        """(H, N, d) latents of every head, in eval mode."""
         was_training = self.model.training
         self.model.eval()
         n = len(self.source)
-        out = torch.empty(n, self.centroids.shape[1])
-        for start in range(0, n, self.eval_batch_size):
-            idx = torch.arange(start, min(start + self.eval_batch_size, n))
-            out[idx] = self.model(self.source.anchors(idx))
+        out = torch.cat([self.model(self.source.anchors(torch.arange(start, min(start + self.eval_batch_size, n))))
+                         for start in range(0, n, self.eval_batch_size)], dim=1)
         self.model.train(was_training)
         return out
+
+    def latents(self) -> torch.Tensor:
+        """(N, d) latents of the best head."""
+        return self.all_latents()[self.best_head]
 
     def assign(self, z: torch.Tensor) -> np.ndarray:
         return (z @ self.centroids.T).argmax(dim=1).numpy()
@@ -92,7 +99,7 @@ class Trainer:
         n = len(self.source)
         k = self.neighbours.shape[1]
         if self.bank is None:
-            self.bank = self.latents()
+            self.bank = self.all_latents()
         batch = min(cfg.batch_size, n)
         steps = max(1, n // batch)          # drop the ragged tail: MMD wants full batches
         while self.epoch < cfg.epochs:
@@ -100,28 +107,33 @@ class Trainer:
             started = time.perf_counter()
             g = epoch_generator(cfg.seed, epoch)
             if cfg.refresh_every and epoch > 0 and epoch % cfg.refresh_every == 0:
-                self.bank = self.latents()
-                self.neighbours = torch.from_numpy(cosine_topk(self.bank, min(k, n - 1))[0])
+                self.bank = self.all_latents()
+                self.neighbours = torch.from_numpy(cosine_topk(self.bank[self.best_head], min(k, n - 1))[0])
             self.model.train()
             order = torch.randperm(n, generator=g)
             sums: dict[str, float] = {}
+            head_sums = torch.zeros(self.bank.shape[0])
             last_report = started
             for step in range(steps):
                 if should_stop is not None and should_stop():
                     raise StopRequested(f"stopped during epoch {epoch + 1}")
                 idx = order[step * batch:(step + 1) * batch]
                 x = torch.cat([self.source.anchors(idx), self.source.augmented(idx, g)])
-                z, z_view = self.model(x).split(len(idx))
+                z, z_view = self.model(x).split(len(idx), dim=1)
                 pick = torch.randint(self.neighbours.shape[1], (len(idx),), generator=g)
-                z_nb = self.bank[self.neighbours[idx, pick]]
-                loss, parts = icbpl_loss(z, z_view, z_nb, self.centroids, cfg.loss_weights)
+                z_nb = self.bank[:, self.neighbours[idx, pick]]
+                head_losses, head_parts = zip(*(icbpl_loss(z[h], z_view[h], z_nb[h], self.centroids,
+                                                           cfg.loss_weights) for h in range(len(z))))
+                loss = torch.stack(head_losses).sum()
+                parts = {name: sum(p[name] for p in head_parts) / len(z) for name in head_parts[0]}
+                head_sums += torch.tensor([p["total"] for p in head_parts])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the loss became {float(loss)} at epoch {epoch + 1}, "
                                              f"step {step + 1}; lower the learning rate")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                self.bank[idx] = z.detach()
+                self.bank[:, idx] = z.detach()
                 for name, value in parts.items():
                     sums[name] = sums.get(name, 0.0) + value
                 now = time.perf_counter()
@@ -130,9 +142,12 @@ class Trainer:
                     self.on_event({"type": "step", "epoch": epoch + 1, "epochs": cfg.epochs,
                                    "step": step + 1, "steps": steps, "loss": parts["total"]})
             self.epoch = epoch + 1
+            self.best_head = int(head_sums.argmin())
             record = {"epoch": self.epoch, "losses": {k_: v / steps for k_, v in sums.items()},
                       "seconds": time.perf_counter() - started}
-            clusters = self.assign(self.bank)
+            if len(head_sums) > 1:
+                record.update(head_losses=(head_sums / steps).tolist(), best_head=self.best_head)
+            clusters = self.assign(self.bank[self.best_head])
             record["n_clusters_used"] = int(np.unique(clusters).size)
             if self.labels is not None:
                 record["metrics"] = {key: value for key, value in evaluate(self.labels, clusters).items()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from icbpl_core.config import TrainConfig
-from icbpl_core.model import ProjectionHead
+from icbpl_core.model import MultiHead
 from icbpl_core.neighbours import cosine_topk
 from icbpl_core.pedcc import make_pedcc
 from icbpl_core.sources import FeatureSource
@@ -17,11 +17,11 @@ def _blobs(n=600, k=4, dim=20, seed=0):
     return (centres[labels] + rng.standard_normal((n, dim))).astype(np.float32), labels
 
 
-def _trainer(x, labels, epochs, seed=0, events=None):
+def _trainer(x, labels, epochs, seed=0, events=None, n_heads=1):
     cfg = TrainConfig(n_clusters=4, latent_dim=16, hidden_dim=64, epochs=epochs, batch_size=100,
-                      n_neighbors=10, refresh_every=2, seed=seed)
+                      n_neighbors=10, refresh_every=2, seed=seed, n_heads=n_heads)
     torch.manual_seed(seed)
-    head = ProjectionHead(x.shape[1], cfg.hidden_dim, cfg.latent_dim)
+    head = MultiHead(x.shape[1], cfg.hidden_dim, cfg.latent_dim, n_heads)
     head.set_input_stats(torch.from_numpy(x))
     return Trainer(head, FeatureSource(x, noise=0.1), make_pedcc(4, 16, seed), cosine_topk(x, 10)[0], cfg,
                    labels=labels, on_event=events.append if events is not None else None)
