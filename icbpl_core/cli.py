@@ -56,20 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
     model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
     model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
-    opt = train.add_argument_group("training")
-    opt.add_argument("--clusters", type=int, default=d.n_clusters, metavar="K", help=f"number of clusters (default {d.n_clusters})")
-    opt.add_argument("--epochs", type=_positive_int, default=d.epochs)
-    opt.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--latent-dim", type=_positive_int, default=d.latent_dim)
-    opt.add_argument("--hidden-dim", type=_positive_int, default=d.hidden_dim)
+    opt = train.add_argument_group("training (defaults: TrainConfig's, then the dataset's recipe)")
+    opt.add_argument("--clusters", type=int, metavar="K", help=f"number of clusters (default {d.n_clusters})")
+    for flag, field_name, kind in (("--epochs", "epochs", _positive_int), ("--batch-size", "batch_size", _positive_int),
+                                   ("--lr", "lr", float), ("--latent-dim", "latent_dim", _positive_int),
+                                   ("--hidden-dim", "hidden_dim", _positive_int)):
+        opt.add_argument(flag, type=kind, help=f"default {getattr(d, field_name)}")
     for term, help_text in (("mmd", "MMD to PEDCC"), ("aug", "augmentation consistency"),
                             ("knn", "nearest-neighbour"), ("cos", "minimum cosine distance")):
-        opt.add_argument(f"--w-{term}", type=float, default=getattr(d, f"w_{term}"),
+        opt.add_argument(f"--w-{term}", type=float,
                          help=f"weight of the {help_text} loss (default {getattr(d, f'w_{term}')})")
-    opt.add_argument("--neighbors", type=_positive_int, default=d.n_neighbors, help="k of the neighbour loss")
-    opt.add_argument("--refresh-every", type=int, default=d.refresh_every, metavar="R",
-                     help="re-mine neighbours in latent space every R epochs (0: never)")
+    opt.add_argument("--neighbors", type=_positive_int, help=f"k of the neighbour loss (default {d.n_neighbors})")
+    opt.add_argument("--refresh-every", type=int, metavar="R",
+                     help=f"re-mine neighbours in latent space every R epochs, 0: never (default {d.refresh_every})")
+    opt.add_argument("--heads", type=_positive_int, metavar="H",
+                     help=f"heads trained together; the lowest-loss one predicts (default {d.n_heads})")
     opt.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--runs-dir", required=True, metavar="DIR", help="where run folders are created")
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -100,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
 def _spec_from_args(args):
     from .pipeline import RunSpec
 
-    train = TrainConfig(n_clusters=args.clusters, latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
-                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, w_mmd=args.w_mmd,
-                        w_aug=args.w_aug, w_knn=args.w_knn, w_cos=args.w_cos, n_neighbors=args.neighbors,
-                        refresh_every=args.refresh_every, seed=args.seed)
+    train = TrainConfig.for_dataset(
+        args.dataset, n_clusters=args.clusters, latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, w_mmd=args.w_mmd, w_aug=args.w_aug,
+        w_knn=args.w_knn, w_cos=args.w_cos, n_neighbors=args.neighbors, refresh_every=args.refresh_every,
+        n_heads=args.heads, seed=args.seed)
     return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
                    backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
                    image_size=args.image_size, augment=args.augment, n_views=args.views, train=train)

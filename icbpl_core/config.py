@@ -13,16 +13,17 @@ class TrainConfig:
     n_clusters: int = 10
     latent_dim: int = 100          # d, the PEDCC dimension (paper: 100)
     hidden_dim: int = 512          # projection head: Linear(feat, hidden), ReLU, Linear(hidden, d)
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    w_mmd: float = 5.0             # MMD to PEDCC; keeps every cluster in use
+    w_mmd: float = 20.0            # MMD to PEDCC; keeps every cluster in use
     w_aug: float = 1.0             # augmentation consistency
-    w_knn: float = 1.0             # k-nearest-neighbour attraction
+    w_knn: float = 5.0             # k-nearest-neighbour attraction
     w_cos: float = 1.0             # minimum cosine distance to PEDCC
     n_neighbors: int = 20          # k of the neighbour loss (SCAN: 20 on 10-class sets)
-    refresh_every: int = 5         # re-mine neighbours in latent space every R epochs (0: never)
+    refresh_every: int = 0         # re-mine neighbours in latent space every R epochs (0: never)
+    n_heads: int = 1               # heads trained together; the lowest-loss one predicts
     seed: int = 0
 
     @property
@@ -32,7 +33,7 @@ class TrainConfig:
     def validate(self) -> None:
         if self.n_clusters < 2:
             raise ValueError(f"the number of clusters must be at least 2, got {self.n_clusters}")
-        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "n_neighbors"):
+        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "n_neighbors", "n_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -51,3 +52,11 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides) -> "TrainConfig":
+        """TrainConfig defaults, then the dataset's recipe, then `overrides` (None = not given)."""
+        from .datasets import get_entry
+
+        recipe = dict(get_entry(dataset).train_defaults)
+        return cls(**{**recipe, **{k: v for k, v in overrides.items() if v is not None}})

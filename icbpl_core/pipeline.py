@@ -22,7 +22,7 @@ from .config import TrainConfig
 from .datasets import DatasetError, ImageDataset, get_entry, load_dataset
 from .features import cache_key, cached_features, extract, ids_digest
 from .metrics import cluster_stats, evaluate, matched_classes
-from .model import Encoder, ProjectionHead
+from .model import Encoder, MultiHead
 from .neighbours import cosine_topk
 from .pedcc import make_pedcc
 from .runs import Run
@@ -168,7 +168,7 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         features = np.asarray(arrays["features"])
         _check_finite(features)
         source = FeatureSource(features, arrays.get("views"), noise=0.1)
-        model: torch.nn.Module = ProjectionHead(features.shape[1], cfg.hidden_dim, cfg.latent_dim)
+        model: torch.nn.Module = MultiHead(features.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.n_heads)
         model.set_input_stats(torch.from_numpy(features))
     else:
         if backbone.pretrained:
@@ -179,8 +179,7 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
             features = images.reshape(n, -1).astype(np.float32)
             features -= features.mean(axis=0)
         backbone.set_trainable()
-        head = ProjectionHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim)
-        model = Encoder(backbone, head)
+        model = Encoder(backbone, MultiHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim, cfg.n_heads))
         source = ImageSource(images, backbone, augment, spec.image_size)
 
     centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)

@@ -21,17 +21,21 @@ class DatasetEntry:
     description: str
     default_backbone: str
     needs_root: bool = False            # True: there is no default location
+    train_defaults: tuple = ()          # (field, value) pairs overriding TrainConfig's defaults
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
-def register(name: str, description: str, default_backbone: str, needs_root: bool = False):
-    """Decorator registering `load(root, download)` under `name`."""
+def register(name: str, description: str, default_backbone: str, needs_root: bool = False,
+             train_defaults: dict | None = None):
+    """Decorator registering `load(root, download)` under `name`; `train_defaults` is the
+    dataset's measured recipe (TrainConfig fields), applied under any explicit option."""
     def wrap(load: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
-        DATASETS[name] = DatasetEntry(name, load, description, default_backbone, needs_root)
+        DATASETS[name] = DatasetEntry(name, load, description, default_backbone, needs_root,
+                                      tuple(sorted((train_defaults or {}).items())))
         return load
     return wrap
 

@@ -8,7 +8,7 @@ from .base import ArrayDataset
 
 
 @register("digits", "scikit-learn digits, 1,797 8x8 grey images, 10 classes (bundled, no download)",
-          default_backbone="scratch")
+          default_backbone="scratch-mlp", train_defaults={"hidden_dim": 1024})
 def load_digits(root: str | None = None, download: bool = False) -> ArrayDataset:
     from sklearn.datasets import load_digits as sk_load_digits
 
