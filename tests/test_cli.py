@@ -169,3 +169,11 @@ def test_pretrained_head_mode_on_digits_uses_cached_features(tmp_path):
     run_dir = Path(second.stdout.strip().splitlines()[-1])
     assert np.load(run_dir / "features.npy").shape == (300, 1280)
     assert json.loads((run_dir / "metrics.json").read_text())["acc"] > 0.2   # chance is about 0.15
+
+
+def test_an_empty_folder_is_refused_clearly(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = icbpl("train", "--dataset", "folder", "--data-root", empty, "--runs-dir", tmp_path / "runs", check=False)
+    assert proc.returncode == 1
+    assert "no images" in proc.stderr.lower() and str(empty) in proc.stderr

@@ -74,3 +74,28 @@ def test_stop_request_keeps_completed_epochs():
     with pytest.raises(StopRequested):
         trainer.fit(should_stop=stop_in_second_epoch)
     assert trainer.epoch == 1
+
+
+def test_batchnorm_statistics_are_exact_before_eval_latents():
+    # A scratch encoder with BatchNorm after very few steps: running averages still lag,
+    # and eval-mode latents must not collapse (they did, to one cluster, before recalibration).
+    from icbpl_core.backbones import create_backbone
+    from icbpl_core.datasets import load_dataset
+    from icbpl_core.augment import grey_affine
+    from icbpl_core.model import Encoder
+    from icbpl_core.sources import ImageSource
+
+    ds = load_dataset("digits", limit=400)
+    images = ds.to_array()
+    torch.manual_seed(0)
+    backbone = create_backbone("scratch", in_channels=1)
+    model = Encoder(backbone, MultiHead(backbone.feature_dim, 64, 16))
+    pixels = images.reshape(len(images), -1).astype(np.float32)
+    cfg = TrainConfig(n_clusters=10, latent_dim=16, epochs=2, batch_size=100, seed=0)
+    trainer = Trainer(model, ImageSource(images, backbone, grey_affine), make_pedcc(10, 16, 0),
+                      cosine_topk(pixels - pixels.mean(0), 10)[0], cfg, labels=ds.labels).fit()
+    in_training = trainer.history[-1]["n_clusters_used"]
+    final = np.unique(trainer.assign(trainer.latents())).size
+    assert in_training >= 8 and final >= in_training - 1
+    norm = backbone.stage1[0][1]
+    assert norm.momentum == 0.1                       # restored after the exact pass

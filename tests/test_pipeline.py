@@ -1,0 +1,75 @@
+"""Pipeline behaviour on bad input: clear errors, recorded in the run, nothing lost."""
+import json
+
+import pytest
+import torch
+
+from icbpl_core import pipeline
+from icbpl_core.backbones import BACKBONES, Backbone, register
+from icbpl_core.config import TrainConfig
+from icbpl_core.pipeline import ConfigError, RunSpec
+from icbpl_core.runs import create_run
+
+
+class NaNBackbone(Backbone):
+    feature_dim = 8
+    in_channels = 1
+    mean, std = (0.5,), (0.5,)
+    pretrained = True
+    weights_id = "nan"
+
+    def forward(self, x):
+        return torch.full((x.shape[0], self.feature_dim), float("nan"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nan_backbone():
+    register("test-nan", "emits NaN features", has_pretrained=True)(lambda **kw: NaNBackbone())
+    yield
+    BACKBONES.pop("test-nan")
+
+
+def _spec(**train):
+    return RunSpec(dataset="digits", limit=100, backbone="test-nan", mode="head", n_views=1,
+                   train=TrainConfig(epochs=1, **train)).resolved()
+
+
+def test_nan_features_fail_the_run_with_a_clear_message(tmp_path):
+    spec = _spec()
+    run = create_run(tmp_path, spec.to_dict())
+    with pytest.raises(ValueError, match="100 feature rows contain NaN or inf"):
+        pipeline.run(spec, run, cache_dir=tmp_path / "cache")
+    status = run.status()
+    assert status["state"] == "failed" and "NaN" in status["error"]
+    assert run.events()[-1]["type"] == "error"
+    assert not run.file("metrics.json").exists()
+
+
+def test_head_mode_needs_a_pretrained_backbone(tmp_path):
+    spec = RunSpec(dataset="digits", limit=100, backbone="scratch", mode="head",
+                   train=TrainConfig(epochs=1)).resolved()
+    with pytest.raises(ConfigError, match="needs a pretrained backbone"):
+        pipeline.run(spec, create_run(tmp_path, spec.to_dict()), cache_dir=tmp_path / "cache")
+
+
+def test_auto_mode_and_default_backbone_resolve():
+    spec = RunSpec(dataset="digits").resolved()
+    assert spec.backbone == "scratch-mlp" and spec.mode == "finetune"
+    assert RunSpec(dataset="digits", backbone="mobilenet_v2").resolved().mode == "head"
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        RunSpec(mode="sideways").resolved()
+
+
+def test_dataset_recipe_sits_under_explicit_options():
+    assert TrainConfig.for_dataset("digits").hidden_dim == 1024            # the recipe
+    assert TrainConfig.for_dataset("digits", hidden_dim=64).hidden_dim == 64
+    assert TrainConfig.for_dataset("folder").hidden_dim == TrainConfig().hidden_dim
+
+
+def test_config_json_holds_everything_to_reproduce(tmp_path):
+    spec = RunSpec(dataset="digits", limit=50, train=TrainConfig(epochs=1, n_clusters=5, seed=4)).resolved()
+    run = create_run(tmp_path, spec.to_dict())
+    pipeline.run(spec, run, cache_dir=tmp_path / "cache")
+    stored = RunSpec.from_dict(json.loads(run.file("config.json").read_text()))
+    assert stored == spec
+    assert run.metrics["n_clusters"] == 5 and len(run.assignments()) == 50
