@@ -1,11 +1,12 @@
-# ICBPL Explorer: `make demo` trains on the bundled default, `make test` runs the tests.
+# ICBPL Explorer: `make app` starts the app, `make demo` trains on the bundled default from the
+# command line, `make test` runs the tests.
 # Both create .venv and install what is missing first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNS_DIR ?= runs
 
-.PHONY: setup system-deps demo test clean-runs
+.PHONY: setup system-deps app demo test clean-runs
 
 setup: $(VENV)/.installed
 
@@ -19,6 +20,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-weights.t
 # Debian packages the tests and benchmarks use (Fashion-MNIST data, Chromium for browser tests).
 system-deps:
 	@bash .ci/system-deps
+
+app: setup
+	$(VENV)/bin/streamlit run app.py
 
 demo: setup
 	$(PY) -m icbpl_core train --dataset digits --runs-dir $(RUNS_DIR)

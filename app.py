@@ -1,0 +1,38 @@
+"""ICBPL Explorer: `streamlit run app.py`.
+
+Set up a run on the bundled digits dataset (or your own images), train it in the
+background, and explore the result: latent space, clusters and neighbours, confusion
+and metrics, export. Runs live in ./runs (or $ICBPL_RUNS_DIR).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="ICBPL Explorer", page_icon=":material/explore:", layout="wide")
+
+from pages import common  # noqa: E402
+
+PAGES = [
+    st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("pages/clusters.py", title="Clusters & neighbours", icon=":material/hub:"),
+    st.Page("pages/metrics.py", title="Confusion & metrics", icon=":material/grid_on:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
+]
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.markdown("## :material/explore: ICBPL Explorer")
+    st.caption("Deep image clustering on evenly spread class centroids (PEDCC).")
+with common.guard("the run picker"):
+    common.sidebar()
+with common.guard(page.title):
+    page.run()

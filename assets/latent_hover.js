@@ -1,0 +1,64 @@
+// Latent-space plot: show the image of the point under the mouse (pages/latent.py injects
+// this with st.html). The plot's layout.meta.icbpl_hover names a config: thumbnail tiles
+// (a grid of `columns` cells of `cell` px, `per_tile` images per tile, in image order) and
+// their URLs. Each point's customdata[0] is its image index (negative: a PEDCC marker).
+(function () {
+  const cfg = __ICBPL_HOVER_CONFIG__;
+  const root = window.__icbplHover = window.__icbplHover || {configs: {}};
+  root.configs[cfg.key] = cfg;
+  if (root.installed) return;
+  root.installed = true;
+  const box = document.createElement('div');
+  box.id = 'icbpl-hover-thumb';
+  box.style.cssText = 'position:fixed;z-index:100000;pointer-events:none;display:none;background:#fff;' +
+    'border:1px solid #888;border-radius:4px;padding:4px;box-shadow:0 2px 8px rgba(0,0,0,.25);' +
+    'font:11px sans-serif;text-align:center';
+  const pic = document.createElement('div');
+  pic.style.cssText = 'width:96px;height:96px;background-repeat:no-repeat;image-rendering:pixelated';
+  const cap = document.createElement('div');
+  box.appendChild(pic); box.appendChild(cap); document.body.appendChild(box);
+  let mx = 0, my = 0;
+  document.addEventListener('mousemove', (e) => {
+    mx = e.clientX; my = e.clientY;
+    if (box.style.display === 'block') place();
+  }, {passive: true});
+  function place() {
+    const w = 110, h = 130;            // above the cursor: plotly's own label sits beside it
+    let x = mx - w / 2, y = my - h - 14;
+    if (y < 4) y = my + 18;
+    x = Math.max(4, Math.min(x, window.innerWidth - w - 4));
+    box.style.left = x + 'px'; box.style.top = y + 'px';
+  }
+  function show(gd, ev) {
+    const key = gd.layout && gd.layout.meta && gd.layout.meta.icbpl_hover;
+    const c = key && root.configs[key];
+    const p = ev && ev.points && ev.points[0];
+    if (!c || !p) return;
+    const cd = p.customdata;
+    const idx = Math.round(Array.isArray(cd) || (cd && cd.length !== undefined) ? cd[0] : cd);
+    if (!(idx >= 0)) { box.style.display = 'none'; return; }
+    const tile = Math.floor(idx / c.per_tile), j = idx % c.per_tile;
+    const url = c.urls[tile];
+    if (!url) return;
+    const s = 96 / c.cell;
+    const abs = url.startsWith('/') ? new URL(url, window.location.origin).href : url;
+    pic.style.backgroundImage = 'url("' + abs + '")';
+    pic.style.backgroundSize = (c.columns * c.cell * s) + 'px auto';
+    pic.style.backgroundPosition = (-(j % c.columns) * 96) + 'px ' + (-Math.floor(j / c.columns) * 96) + 'px';
+    cap.textContent = 'image ' + idx;
+    box.dataset.index = String(idx);
+    box.style.display = 'block';
+    place();
+  }
+  function attach() {
+    document.querySelectorAll('.js-plotly-plot').forEach((gd) => {
+      if (gd.__icbplHover || typeof gd.on !== 'function') return;
+      gd.__icbplHover = true;
+      gd.on('plotly_hover', (ev) => show(gd, ev));
+      gd.on('plotly_unhover', () => { box.style.display = 'none'; });
+      gd.on('plotly_selecting', () => { box.style.display = 'none'; });
+    });
+  }
+  setInterval(attach, 500);
+  attach();
+})();

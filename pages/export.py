@@ -1,0 +1,59 @@
+"""Export: the cluster labels as CSV (the CLI export's columns) for the whole run or the
+current selection, and the command that reproduces the run."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from icbpl_core import appstate
+from icbpl_core.export import export_table
+from icbpl_core.runs import open_run
+from pages import common
+
+common.entry()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def csv_bytes(path: str, version: str, indices: tuple | None) -> tuple[bytes, int]:
+    table = export_table(open_run(path), None if indices is None else np.asarray(indices, dtype=np.int64))
+    return table.to_csv(index=False).encode("utf-8"), len(table)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def head(path: str, version: str, indices: tuple | None):
+    table = export_table(open_run(path), None if indices is None else np.asarray(indices, dtype=np.int64))
+    return table.head(20)
+
+
+st.title("Export")
+run = common.require_finished_run("cluster labels")
+if run is None:
+    st.stop()
+
+version = common.stamp(run, "assignments.csv")
+selection = st.session_state.get("selections", {}).get(run.id) or []
+choices = ["whole run", "current selection"]
+scope = st.radio("Rows", choices, horizontal=True, key="export_scope",
+                 format_func=lambda c: c if c == "whole run" else f"current selection ({len(selection):,} images)",
+                 help="The selection is made with box or lasso on the Latent space page.")
+if scope == "current selection" and not selection:
+    st.warning("Nothing is selected: select images on the Latent space page first.", icon=":material/select:")
+    st.page_link(common.PAGES["latent"], label="Go to the latent space", icon=":material/scatter_plot:")
+else:
+    indices = None if scope == "whole run" else tuple(int(i) for i in selection)
+    data, rows = csv_bytes(str(run.path), version, indices)
+    name = f"{run.id}-clusters{'' if indices is None else '-selection'}.csv"
+    st.download_button(f"Download {rows:,} rows as CSV", data, file_name=name, mime="text/csv",
+                       type="primary", key="export_download", icon=":material/download:")
+    table = head(str(run.path), version, None if indices is None else indices[:20])
+    st.caption("Columns: index (position in the dataset), path (file or dataset id), cluster, confidence "
+               "(cosine to the cluster's PEDCC point), margin (to the second closest)"
+               + (", label and matched_class (the class Hungarian matching gives the cluster)"
+                  if "label" in table.columns else "") + ". First rows:")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+st.divider()
+st.subheader("Reproduce this run")
+st.caption("The same settings on the command line (the run folder's config.json holds them too):")
+st.code(appstate.train_command(run.config, "runs"), language="bash", wrap_lines=True)
+st.caption(f"Export from the command line: `python -m icbpl_core export {run.path} --out labels.csv`")

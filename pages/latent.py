@@ -1,0 +1,171 @@
+"""Latent space: UMAP (cosine) of the run's latents with its PEDCC points; colour by cluster,
+true label or confidence; hover shows the image; box / lasso selection opens a gallery."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import streamlit as st
+
+from icbpl_core import projection
+from icbpl_core.figures import COLOUR_BY, latent_figure
+from icbpl_core.gallery import GalleryError, atlas_layout, hover_atlas
+from icbpl_core.runs import open_run
+from icbpl_core.selection import selected_indices
+from pages import common
+
+common.entry()
+
+GALLERY_DEFAULT = 60
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_projection(path: str, version: str, cache_version: str):
+    run = open_run(path)
+    proj = projection.load_projection(run) or projection.compute_projection(run)
+    return proj.points, proj.centroids
+
+
+@st.cache_data(show_spinner=False, max_entries=24)
+def cached_figure(path: str, version: str, cache_version: str, colour_by: str, class_names: tuple | None):
+    points, centroids = cached_projection(path, version, cache_version)
+    table = common._assignments(path, version)
+    fig = latent_figure(points, centroids, table, colour_by, list(class_names) if class_names else None,
+                        hover_key=hover_key(path, version))
+    # The chart's widget id hashes its JSON, and a figure's JSON key order changes once it has
+    # been through pickle (as every cache hit is): return the pickled form from the first run
+    # too, or the first selection after a cache miss would be dropped as a new widget's.
+    return pickle.loads(pickle.dumps(fig))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_atlas(path: str, version: str) -> list[bytes]:
+    return hover_atlas(open_run(path))
+
+
+def hover_key(path: str, version: str) -> str:
+    return f"{open_run(path).id}:{version}"
+
+
+def projection_of(run):
+    """The run's projection: from the cache (memory, then disk) or fitted now, once."""
+    version = common.stamp(run, "assignments.csv") + "/" + common.stamp(run, "latents.npy")
+    cache_version = common.stamp(run, projection.CACHE_NAME)
+    if projection.load_projection(run) is None:
+        busy = projection.is_computing(run)
+        message = ("Another tab or the background job is computing this run's UMAP projection; waiting for it…"
+                   if busy else f"Computing the UMAP projection of {len(common.assignments(run)):,} latents "
+                                "(once per run; cached in the run folder)…")
+        with st.spinner(message, show_time=True):
+            projection.compute_projection(run)
+        cache_version = common.stamp(run, projection.CACHE_NAME)
+    return version, cache_version
+
+
+def media_urls(run, version: str) -> list[str] | None:
+    """URLs of the hover thumbnail tiles (served by Streamlit's media endpoint), or None."""
+    try:
+        with st.spinner("Preparing the hover thumbnails (once per run)…"):
+            tiles = cached_atlas(str(run.path), version)
+    except (GalleryError, OSError, ValueError) as exc:
+        st.caption(f"Hover thumbnails are not available: {exc}")
+        return None
+    try:
+        from streamlit import runtime
+        mgr = runtime.get_instance().media_file_mgr
+        mime = atlas_layout()["mime"]
+        return [mgr.add(data, mime, f"icbpl-atlas-{run.id}-{i}") for i, data in enumerate(tiles)]
+    except Exception:  # noqa: BLE001 - no media endpoint (tests): inline small atlases instead
+        import base64
+        if sum(len(t) for t in tiles) > 3_000_000:
+            return None
+        return [f"data:{atlas_layout()['mime']};base64," + base64.b64encode(t).decode("ascii") for t in tiles]
+
+
+HOVER_JS = (common.APP.parent / "assets" / "latent_hover.js").read_text(encoding="utf-8")
+
+
+
+def hover_script(run, version: str) -> None:
+    urls = media_urls(run, version)
+    if not urls:
+        return
+    cfg = {"key": hover_key(str(run.path), version), "urls": urls, **atlas_layout()}
+    st.html("<script>" + HOVER_JS.replace("__ICBPL_HOVER_CONFIG__", json.dumps(cfg)) + "</script>",
+            unsafe_allow_javascript=True)
+
+
+def draw(run, colour_by: str, key: str, selectable: bool = True):
+    version, cache_version = projection_of(run)
+    names = common.class_names_of(run)
+    fig = cached_figure(str(run.path), version, cache_version, colour_by, tuple(names) if names else None)
+    config = {"displaylogo": False, "scrollZoom": True,
+              "modeBarButtonsToRemove": ["toImage", "autoScale2d"] if not selectable else ["toImage"]}
+    if selectable:
+        event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("box", "lasso", "points"),
+                                width="stretch", config=config)
+    else:
+        st.plotly_chart(fig, key=key, width="stretch", config=config)
+        event = None
+    hover_script(run, version)
+    return event
+
+
+st.title("Latent space")
+run = common.require_finished_run("latent space")
+if run is None:
+    st.stop()
+
+table = common.assignments(run)
+has_labels = "label" in table.columns
+options = [c for c in COLOUR_BY if has_labels or c != "true label"]
+c1, c2 = st.columns([3, 2])
+with c1:
+    colour_by = st.radio("Colour by", options, horizontal=True, key="latent_colour",
+                         help="Cluster: the PEDCC point each image is closest to. True label: the dataset's "
+                              "classes. Confidence: cosine to the assigned PEDCC point.")
+with c2:
+    st.caption("Stars are the PEDCC points (labelled C0, C1, …). Drag to box-select, or pick the lasso in the "
+               "plot's toolbar; hover a point to see its image; double-click to clear.")
+
+other = common.compare_run()
+if other is not None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**{run.id}**")
+        event = draw(run, colour_by, key=f"latent-{run.id}-{colour_by}")
+    with right:
+        st.markdown(f"**{other.id}** (comparison)")
+        other_colour = colour_by if colour_by != "true label" or "label" in common.assignments(other).columns \
+            else "cluster"
+        draw(other, other_colour, key=f"latent-cmp-{other.id}-{other_colour}", selectable=False)
+else:
+    event = draw(run, colour_by, key=f"latent-{run.id}-{colour_by}")
+
+indices = selected_indices(event, n_images=len(table))
+selections = st.session_state.setdefault("selections", {})
+if event is not None:                       # the Export page offers these rows
+    selections[run.id] = indices.tolist()
+
+st.subheader(f"Selection: {len(indices):,} image{'s' if len(indices) != 1 else ''}")
+if len(indices) == 0:
+    st.info("Select points with the box or lasso tool to see their images here; the Export page can then "
+            "download just those rows.", icon=":material/select:")
+else:
+    chosen = table.set_index("index").loc[indices].reset_index()
+    s1, s2 = st.columns([1, 3])
+    with s1:
+        per_cluster = chosen["cluster"].value_counts().sort_index()
+        st.dataframe({"cluster": per_cluster.index.tolist(), "images": per_cluster.tolist()}, hide_index=True,
+                     width="stretch", height=min(400, 38 + 35 * len(per_cluster)))
+        if has_labels:
+            names = common.class_names_of(run)
+            per_label = chosen["label"].value_counts().sort_index()
+            st.dataframe({"label": [names[int(i)] if names else str(i) for i in per_label.index],
+                          "images": per_label.tolist()}, hide_index=True, width="stretch",
+                         height=min(400, 38 + 35 * len(per_label)))
+    with s2:
+        show = st.slider("Images shown", 12, min(600, max(12, len(indices))), min(GALLERY_DEFAULT, max(12, len(indices))),
+                         step=12, key="latent_gallery_n") if len(indices) > 12 else len(indices)
+        common.html_gallery(run, indices[:show], table, common.class_names_of(run),
+                            title=f"Showing {min(show, len(indices))} of {len(indices):,} selected images")

@@ -1,0 +1,112 @@
+"""Confusion & metrics: the contingency table with clusters matched to classes (Hungarian),
+ACC, NMI, ARI, many-to-one ACC and per-cluster purity; without labels, cluster sizes and
+confidence. A second run (sidebar) is compared side by side."""
+from __future__ import annotations
+
+import streamlit as st
+
+from icbpl_core.analysis import agreement, confidence_summary, confusion, metric_summary
+from icbpl_core.figures import confidence_figure, confusion_figure, sizes_figure
+from icbpl_core.gallery import cluster_table
+from icbpl_core.runs import open_run
+from pages import common
+
+common.entry()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def numbers(path: str, version: str):
+    run = open_run(path)
+    table = common._assignments(path, version)
+    metrics = run.metrics or {}
+    k = int(metrics.get("n_clusters") or run.config.get("train", {}).get("n_clusters") or table["cluster"].max() + 1)
+    summary = metric_summary(table, k)
+    conf = confusion(table, k, metrics) if "label" in table.columns else None
+    return summary, conf, cluster_table(table, k), confidence_summary(table)
+
+
+def show(run, column_key: str) -> dict:
+    version = common.stamp(run, "assignments.csv")
+    summary, conf, stats, confid = numbers(str(run.path), version)
+    table = common.assignments(run)
+    if "acc" in summary:
+        m = st.columns(4)
+        m[0].metric("ACC (Hungarian)", f"{summary['acc']:.3f}", help="Best one-to-one matching of clusters to classes.")
+        m[1].metric("NMI", f"{summary['nmi']:.3f}", help="Normalised mutual information.")
+        m[2].metric("ARI", f"{summary['ari']:.3f}", help="Adjusted Rand index.")
+        m[3].metric("Many-to-one ACC", f"{summary['acc_many_to_one']:.3f}",
+                    help="Each cluster takes its majority class (several clusters may share one).")
+        st.caption(f"{summary['n_clusters_used']} of {summary['n_clusters']} clusters used · "
+                   f"{summary['n_samples']:,} images · mean confidence {confid['mean_confidence']:.3f}")
+        st.markdown("**Contingency table** — rows: clusters, ordered by their matched class (Hungarian); "
+                    "columns: true classes. The diagonal is the matching.")
+        st.plotly_chart(confusion_figure(conf), width="stretch", key=f"conf-{column_key}")
+        purity = stats[["cluster", "size", "majority class", "purity", "mean confidence"]].copy()
+        names = common.class_names_of(run)
+        purity["matched class"] = [conf.col_labels[conf.matched[c]] if c in conf.matched else "—"
+                                   for c in purity["cluster"]]
+        if names:
+            purity["majority class"] = [names[c] if 0 <= c < len(names) else "—" for c in purity["majority class"]]
+        st.markdown("**Per-cluster purity** (share of a cluster's images in its majority class)")
+        st.dataframe(purity, hide_index=True, width="stretch",
+                     column_config={"purity": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                              format="percent"),
+                                    "mean confidence": st.column_config.NumberColumn(format="%.3f")})
+    else:
+        st.info("This data has no labels, so accuracy, NMI and ARI cannot be measured. Below: how the images "
+                "spread over the clusters and how confidently they sit there.", icon=":material/info:")
+        m = st.columns(4)
+        m[0].metric("Clusters used", f"{summary['n_clusters_used']}/{summary['n_clusters']}")
+        m[1].metric("Mean confidence", f"{confid['mean_confidence']:.3f}",
+                    help="Cosine between an image's latent and its PEDCC point (1 = on it).")
+        m[2].metric("Mean margin", f"{confid['mean_margin']:.3f}",
+                    help="Cosine to the assigned point minus cosine to the second closest.")
+        m[3].metric("Confidence < 0.5", f"{confid['low_confidence_share']:.1%}")
+        st.plotly_chart(sizes_figure(stats), width="stretch", key=f"sizes-{column_key}")
+        st.plotly_chart(confidence_figure(table), width="stretch", key=f"confidence-{column_key}")
+        st.dataframe(stats, hide_index=True, width="stretch",
+                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+    return summary
+
+
+st.title("Confusion & metrics")
+run = common.require_finished_run("metrics")
+if run is None:
+    st.stop()
+
+other = common.compare_run()
+if other is None:
+    show(run, "main")
+else:
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"### {run.id}")
+        a = show(run, "main")
+    with right:
+        st.markdown(f"### {other.id}")
+        b = show(other, "other")
+    st.divider()
+    st.subheader("Comparison")
+    rows = []
+    for key, label in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI"), ("acc_many_to_one", "many-to-one ACC"),
+                       ("n_clusters_used", "clusters used")):
+        if key in a or key in b:
+            rows.append({"metric": label, run.id: a.get(key), other.id: b.get(key)})
+    settings = []
+    for key in ("dataset", "limit", "backbone", "mode"):
+        settings.append({"setting": key, run.id: str(run.config.get(key)), other.id: str(other.config.get(key))})
+    for key in ("n_clusters", "epochs", "w_mmd", "w_aug", "w_knn", "w_cos", "seed"):
+        settings.append({"setting": key, run.id: str(run.config.get("train", {}).get(key)),
+                         other.id: str(other.config.get("train", {}).get(key))})
+    c1, c2 = st.columns(2)
+    with c1:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    with c2:
+        st.dataframe(settings, hide_index=True, width="stretch")
+    agree = agreement(common.assignments(run), common.assignments(other))
+    if agree is None:
+        st.caption("The two runs clustered different images, so their clusterings cannot be compared image by image.")
+    else:
+        st.markdown(f"**Agreement between the two clusterings** (same {len(common.assignments(run)):,} images): "
+                    f"NMI {agree['nmi']:.3f} · ARI {agree['ari']:.3f} · "
+                    f"{agree['matched_share']:.1%} of images in matching clusters")

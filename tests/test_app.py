@@ -1,0 +1,408 @@
+"""The Streamlit app, page by page, with streamlit.testing's AppTest.
+
+Two finished runs are made once for the module with the command line (small settings):
+a labelled digits run and an unlabelled run of a flat folder of PNGs written from digits.
+Every page must render on both without an exception or an error message, and its
+widgets must drive the state they should.
+"""
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, cli_env
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+PAGES = ["pages/data.py", "pages/train.py", "pages/latent.py", "pages/clusters.py", "pages/metrics.py",
+         "pages/export.py"]
+TIMEOUT = 180      # the first latent page fits UMAP (numba compiles on first use)
+
+
+def _cli(*args, env):
+    return subprocess.Popen([sys.executable, "-m", "icbpl_core", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(proc) -> Path:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return Path(out.strip().splitlines()[-1])
+
+
+def write_digit_pngs(folder: Path, n: int, classes: bool = False) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(n):
+        img = Image.fromarray(np.round(digits.images[i] * 255 / 16).astype(np.uint8), "L")
+        target = folder / (f"class_{digits.target[i]}" if classes else "") / f"img_{i:04d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        img.save(target)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(runs_dir, labelled run folder, unlabelled run folder), trained in parallel with the CLI."""
+    runs_dir = tmp_path_factory.mktemp("app-runs")
+    flat = tmp_path_factory.mktemp("flat-pngs")
+    write_digit_pngs(flat, 240)
+    env = cli_env()
+    env["ICBPL_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
+    env["ICBPL_OFFLINE"] = "1"
+    labelled = _cli("train", "--dataset", "digits", "--limit", 300, "--backbone", "scratch-mlp", "--epochs", 3,
+                    "--runs-dir", runs_dir, "--quiet", env=env)
+    unlabelled = _cli("train", "--dataset", "folder", "--data-root", flat, "--backbone", "scratch-mlp",
+                      "--clusters", 6, "--epochs", 2, "--seed", 1, "--runs-dir", runs_dir, "--quiet", env=env)
+    return runs_dir, _finish(labelled), _finish(unlabelled)
+
+
+@pytest.fixture
+def runs_env(runs, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(runs[0]))
+    return runs
+
+
+def make_app(page: str | None = None, run: Path | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if run is not None:
+        at.session_state["run_id"] = run.name
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page is not None and page != "pages/data.py":
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info] \
+        + [s.value for s in at.success] + [w.value for w in at.warning] + [h.value for h in at.subheader] \
+        + [t.value for t in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
+
+
+def plotly_figures(at: AppTest) -> list[dict]:
+    import json
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def decode(value) -> np.ndarray:
+    """A plotly array from the figure JSON: a list, or a base64 typed array {dtype, bdata, shape}."""
+    import base64
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            array = array.reshape([int(x) for x in str(shape).split(",")] if isinstance(shape, str) else shape)
+        return array
+    return np.asarray(value)
+
+
+# -- every page renders ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_labelled_run(runs_env, page):
+    _, labelled, _ = runs_env
+    at = make_app(page, labelled)
+    assert_clean(at)
+    assert at.session_state["run_id"] == labelled.name
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_unlabelled_run(runs_env, page):
+    _, _, unlabelled = runs_env
+    at = make_app(page, unlabelled)
+    assert_clean(at)
+
+
+def test_pages_say_so_when_there_is_no_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "empty"))
+    for page in PAGES:
+        at = make_app(page)
+        assert_clean(at)
+    at = make_app("pages/latent.py")
+    assert "No run selected" in texts(at)
+
+
+# -- pages show what they should ---------------------------------------------------------------------
+
+def test_latent_page_draws_webgl_points_and_labelled_pedcc(runs_env):
+    _, labelled, _ = runs_env
+    at = make_app("pages/latent.py", labelled)
+    (fig,) = plotly_figures(at)
+    gl = [t for t in fig["data"] if t["type"] == "scattergl"]
+    pedcc = [t for t in fig["data"] if t.get("name") == "PEDCC centroids"]
+    assert len(gl) >= 2 and len(pedcc) == 1
+    assert pedcc[0]["text"][0] == "C0" and pedcc[0]["marker"]["symbol"] == "star"
+    assert (labelled / "projection-umap.npz").is_file()           # cached on disk in the run folder
+    # colour by confidence: one trace with a colour bar; by true label: one trace per class
+    at.radio(key="latent_colour").set_value("confidence").run()
+    assert_clean(at)
+    (fig,) = plotly_figures(at)
+    assert sum(t["type"] == "scattergl" for t in fig["data"]) == 1
+    assert "colorbar" in [t for t in fig["data"] if t["type"] == "scattergl"][0]["marker"]
+    at.radio(key="latent_colour").set_value("true label").run()
+    (fig,) = plotly_figures(at)
+    assert any(t.get("name", "").startswith("label ") for t in fig["data"])
+
+
+def test_latent_page_without_labels_offers_no_true_label_colouring(runs_env):
+    _, _, unlabelled = runs_env
+    at = make_app("pages/latent.py", unlabelled)
+    assert "true label" not in at.radio(key="latent_colour").options
+
+
+def test_latent_projection_is_cached_not_recomputed(runs_env, monkeypatch):
+    from icbpl_core import projection
+
+    _, labelled, _ = runs_env
+    make_app("pages/latent.py", labelled)              # makes sure it exists
+    calls = []
+    monkeypatch.setattr(projection, "fit", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        AssertionError("refitted")))
+    at = make_app("pages/latent.py", labelled)
+    at.radio(key="latent_colour").set_value("confidence").run()
+    assert_clean(at)
+    assert calls == []
+
+
+def test_latent_selection_shows_a_gallery(runs_env):
+    """The selection state the browser sends (customdata carries the image index) opens the gallery."""
+    _, labelled, _ = runs_env
+    at = make_app("pages/latent.py", labelled)
+    assert "Selection: 0 images" in texts(at)
+    # AppTest cannot drag a box; the browser test does. Here: the stored selection feeds Export.
+    at.session_state["selections"] = {labelled.name: [3, 5, 8]}
+    at.switch_page("pages/export.py").run()
+    at.radio(key="export_scope").set_value("current selection").run()
+    assert_clean(at)
+    button = at.get("download_button")[0]
+    assert "3 rows" in button.proto.label
+
+
+def test_metrics_page_labelled(runs_env):
+    _, labelled, _ = runs_env
+    at = make_app("pages/metrics.py", labelled)
+    for label in ("ACC (Hungarian)", "NMI", "ARI", "Many-to-one ACC"):
+        value = float(metric(at, label))
+        assert -1.0 <= value <= 1.0
+    import json
+    metrics = json.loads((labelled / "metrics.json").read_text())
+    assert float(metric(at, "ACC (Hungarian)")) == pytest.approx(metrics["acc"], abs=1e-3)
+    (fig,) = plotly_figures(at)
+    heat = fig["data"][0]
+    assert heat["type"] == "heatmap" and heat["texttemplate"] == "%{text}"
+    counts = decode(heat["z"])
+    assert counts.sum() == 300 and counts.shape[0] == 10           # every image once, one row per cluster
+    table = np.asarray(counts)
+    assert np.trace(table[:, :table.shape[1]]) == pytest.approx(metrics["acc"] * 300, abs=0.5)  # matching on the diagonal
+    assert "Per-cluster purity" in texts(at)
+
+
+def test_metrics_page_unlabelled_says_so(runs_env):
+    _, _, unlabelled = runs_env
+    at = make_app("pages/metrics.py", unlabelled)
+    assert "no labels" in texts(at)
+    assert metric(at, "Clusters used").endswith("/6")
+    assert {"ACC (Hungarian)", "NMI"}.isdisjoint(m.label for m in at.metric)
+
+
+def test_compare_two_runs(runs_env, tmp_path, monkeypatch):
+    """The sidebar's compare picker shows the second run beside the first, with their agreement."""
+    runs_dir, labelled, _ = runs_env
+    import shutil
+    copy = runs_dir / (labelled.name + "-copy")
+    if not copy.exists():
+        shutil.copytree(labelled, copy)
+    at = make_app("pages/metrics.py", labelled)
+    at.sidebar.selectbox[1].select(copy.name).run()
+    assert_clean(at)
+    assert at.session_state["compare_id"] == copy.name
+    assert "Agreement between the two clusterings" in texts(at)
+    assert "NMI 1.000" in texts(at)
+    at.switch_page("pages/latent.py").run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 2
+    shutil.rmtree(copy)
+
+
+def test_clusters_page_click_shows_neighbours(runs_env):
+    _, labelled, _ = runs_env
+    at = make_app("pages/clusters.py", labelled)
+    assert metric(at, "Purity").endswith("%")
+    biggest = max(at.selectbox(key="cl_cluster").options, key=lambda o: int(o.split("(")[1].split()[0]))
+    at.selectbox(key="cl_cluster").select(int(biggest.split()[1])).run()
+    buttons = [b for b in at.button if b.key and b.key.startswith("most-")]
+    assert len(buttons) >= 3
+    target = buttons[2]
+    index = int(target.key.rsplit("-", 1)[1])
+    target.click().run()
+    assert_clean(at)
+    assert at.session_state["nb_query"] == index
+    assert f"image **#{index}**" in texts(at)
+    galleries = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
+    assert any("In latent space" in g for g in galleries) and any("In backbone feature space" in g for g in galleries)
+    assert any(f'data-index="{index}"' in g for g in galleries)
+
+
+def test_export_page_whole_run_and_command(runs_env):
+    _, labelled, _ = runs_env
+    at = make_app("pages/export.py", labelled)
+    assert_clean(at)
+    assert "300 rows" in at.get("download_button")[0].proto.label
+    command = at.code[0].value
+    assert command.startswith("python -m icbpl_core train --dataset digits --limit 300 --backbone scratch-mlp")
+    assert "--epochs 3" in command
+
+
+def test_a_reload_reattaches_to_the_run_in_the_url(runs_env):
+    """A browser reload loses session state; the run id in the URL brings the same run back."""
+    _, _, unlabelled = runs_env
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["run"] = unlabelled.name
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    assert at.session_state["run_id"] == unlabelled.name
+    assert unlabelled.name in texts(at)
+
+
+def test_train_page_on_a_finished_run(runs_env):
+    _, labelled, _ = runs_env
+    at = make_app("pages/train.py", labelled)
+    assert metric(at, "Epoch") == "3/3"
+    assert any("Finished" in s.value for s in at.success)
+    assert len(plotly_figures(at)) == 2                    # losses per term, ACC/NMI
+
+
+def test_train_page_unlabelled_run_has_no_acc(runs_env):
+    _, _, unlabelled = runs_env
+    at = make_app("pages/train.py", unlabelled)
+    assert metric(at, "ACC") == "no labels"
+
+
+# -- Data & model widgets ----------------------------------------------------------------------------
+
+def test_data_page_defaults_are_digits_and_ready(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    assert_clean(at)
+    assert at.selectbox(key="d_dataset").value == "digits"
+    assert metric(at, "Images") == "1,797" and metric(at, "Classes") == "10"
+    assert at.number_input(key="d_k").value == 10
+    assert at.button(key="d_start").disabled is False
+    from icbpl_core.datasets import get_entry
+    draft = at.session_state["draft"]
+    assert draft["dataset"] == "digits" and draft["backbone"] == get_entry("digits").default_backbone
+    from icbpl_core import appstate
+    recipe = appstate.train_defaults("digits")           # the dataset's own training recipe, as `train` uses
+    assert {k: draft["train"][k] for k in ("epochs", "hidden_dim", "w_mmd")} == \
+        {k: recipe[k] for k in ("epochs", "hidden_dim", "w_mmd")}
+
+
+def test_data_page_widgets_drive_the_draft(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    at.number_input(key="d_limit").set_value(300).run()
+    at.number_input(key="d_epochs").set_value(4).run()
+    at.number_input(key="d_k").set_value(7).run()
+    at.number_input(key="d_w_mmd").set_value(2.5).run()
+    assert_clean(at)
+    draft = at.session_state["draft"]
+    assert draft["limit"] == 300 and draft["train"]["epochs"] == 4 and draft["train"]["n_clusters"] == 7
+    assert draft["train"]["w_mmd"] == 2.5
+    assert metric(at, "Images") == "300"
+    # the draft survives a visit to another page
+    at.switch_page("pages/train.py").run()
+    assert "first 300 images" in texts(at) and "K = 7" in texts(at)
+    at.switch_page("pages/data.py").run()
+    assert at.number_input(key="d_k").value == 7
+
+
+def test_data_page_refuses_bad_choices(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    at.number_input(key="d_limit").set_value(5).run()
+    at.number_input(key="d_k").set_value(8).run()
+    assert any("more than the 5 images" in e.value for e in at.error)
+    assert at.button(key="d_start_disabled").disabled
+    at.number_input(key="d_limit").set_value(0).run()
+    at.selectbox(key="d_mode").set_value("head").run()
+    assert any("needs a pretrained backbone" in e.value for e in at.error)
+    at.selectbox(key="d_mode").set_value("auto").run()
+    at.radio(key="d_source").set_value("folder").run()
+    at.text_input(key="d_folder").input(str(tmp_path / "missing")).run()
+    assert any("is not a folder" in w.value for w in at.warning)
+    assert at.button(key="d_start_disabled").disabled
+    assert not at.exception
+
+
+def test_data_page_folder_and_zip(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    folder = tmp_path / "pngs"
+    write_digit_pngs(folder, 40, classes=True)
+    (folder / "class_0" / "notes.txt").write_text("not an image")
+    at = make_app()
+    at.radio(key="d_source").set_value("folder").run()
+    at.text_input(key="d_folder").input(str(folder)).run()
+    assert_clean(at)
+    assert metric(at, "Images") == "40"
+    assert at.session_state["draft"]["dataset"] == "folder"
+    assert any("skipped" in e.label for e in at.expander)
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*.png"))[:20]:
+            zf.write(path, f"digits/{path.relative_to(folder)}")
+    at.radio(key="d_source").set_value("zip").run()
+    at.file_uploader(key="d_upload").upload("digits.zip", buffer.getvalue(), "application/zip").run()
+    assert_clean(at)
+    assert metric(at, "Images") == "20"
+    assert at.session_state["draft"]["dataset"] == "zip"
+
+    hostile = io.BytesIO()
+    with zipfile.ZipFile(hostile, "w") as zf:
+        zf.writestr("../escape.png", b"x")
+    at.file_uploader(key="d_upload").set_value(("evil.zip", hostile.getvalue(), "application/zip")).run()
+    assert not at.exception
+    assert any("unsafe zip" in w.value for w in at.warning)
+    assert at.button(key="d_start_disabled").disabled
+
+
+# -- errors are messages -----------------------------------------------------------------------------
+
+def test_a_damaged_run_gives_messages_not_tracebacks(runs_env):
+    import shutil
+
+    runs_dir, labelled, _ = runs_env
+    broken = runs_dir / (labelled.name + "-broken")
+    shutil.copytree(labelled, broken)
+    (broken / "latents.npy").unlink()
+    (broken / "projection-umap.npz").unlink(missing_ok=True)
+    (broken / "features.npy").write_bytes(b"garbage")
+    try:
+        for page in ("pages/latent.py", "pages/clusters.py"):
+            at = make_app(page, broken)
+            assert not at.exception
+            assert at.error, page
+            assert all("Traceback" not in e.value for e in at.error)
+    finally:
+        shutil.rmtree(broken)

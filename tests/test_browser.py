@@ -1,0 +1,227 @@
+"""The app in a real browser: `streamlit run app.py` driven by Playwright and Debian's Chromium.
+
+Start a small training on digits from the page, wait for it to finish, open the latent
+space, hover a point (its image shows), box-select points with the mouse, see the gallery,
+download the selection's CSV and check its rows. Screenshots go to tests/artifacts/.
+"""
+import csv
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+if not CHROMIUM.exists():
+    pytest.skip("browser test: /usr/bin/chromium is missing (Debian package `chromium`; "
+                "see .ci/system-deps)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser test: the playwright package is missing")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser-runs")
+    port = free_port()
+    env = cli_env()
+    env.update(ICBPL_RUNS_DIR=str(runs), ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache"),
+               ICBPL_OFFLINE="1")
+    log = open(tmp_path_factory.getbasetemp() / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start: " + Path(log.name).read_text()[-2000:])
+        time.sleep(0.3)
+    yield url, runs
+    # stop training jobs the test may have left, then the server
+    from icbpl_core import jobs
+    from icbpl_core.runs import list_runs
+    for run in list_runs(runs):
+        if jobs.is_active(run):
+            jobs.cancel(run)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def wait_idle(page, timeout=120.0) -> None:
+    """Until Streamlit's 'running' indicator has been gone for a moment."""
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while time.monotonic() < deadline:
+        busy = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        calm = 0 if busy else calm + 1
+        if calm >= 6:
+            return
+        time.sleep(0.25)
+    raise AssertionError("the app kept running")
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_idle(page)
+
+
+def nav(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+
+
+def no_exceptions(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:3000]
+
+
+def test_train_select_and_download_in_a_browser(server, tmp_path):
+    url, runs = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1700}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        try:
+            _journey(page, url, runs, tmp_path)
+        except Exception:
+            shot(page, "failure")
+            raise
+        finally:
+            browser.close()
+
+
+def _journey(page, url, runs, tmp_path):
+    # 1. Data & model: the defaults (digits) with a small, quick setting
+    page.goto(url)
+    page.get_by_text("Ready: digits").wait_for()
+    wait_idle(page)
+    no_exceptions(page)
+    shot(page, "1-data-model")
+    set_number(page, "Use at most this many images (0 = all)", 300)
+    set_number(page, "Epochs", 3)
+    page.locator('[data-testid="stSelectbox"]', has_text="Backbone").click()
+    page.keyboard.type("scratch-mlp")
+    page.get_by_role("option", name="scratch-mlp", exact=True).click()
+    wait_idle(page)
+    page.get_by_text("Ready: digits (300 images), backbone scratch-mlp, K = 10, 3 epochs").wait_for()
+    page.get_by_role("button", name="Start training").click()
+
+    # 2. Train: live progress, then finished
+    page.get_by_text("losses per term").or_(page.get_by_text("Finished:")).first.wait_for(timeout=120_000)
+    shot(page, "2-train-running")
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    # a reload (or a second tab on the same URL) reattaches to the running job
+    assert f"run={run_dir.name}" in page.url
+    page.reload()
+    page.get_by_role("heading", name=run_dir.name).wait_for(timeout=60_000)
+    page.get_by_text("Finished:").wait_for(timeout=240_000)
+    wait_idle(page)
+    no_exceptions(page)
+    shot(page, "3-train-finished")
+    assert (run_dir / "train.log").is_file()
+    assert len([p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1   # one job
+
+    # 3. Latent space: WebGL scatter with PEDCC stars
+    nav(page, "Latent space")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    wait_idle(page, 180)
+    page.locator(".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas").first.wait_for()
+    no_exceptions(page)
+    shot(page, "4-latent")
+
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    box = plot.bounding_box()
+    assert box and box["width"] > 200
+
+    # hover: some point under the mouse shows its image
+    shown = False
+    for fy in (0.5, 0.4, 0.6, 0.3, 0.7):
+        for fx in [i / 40 for i in range(4, 37)]:
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            time.sleep(0.05)
+            thumb = page.locator("#icbpl-hover-thumb")
+            if thumb.count() and thumb.is_visible():
+                shown = True
+                break
+        if shown:
+            break
+    assert shown, "no hover image appeared"
+    assert "url(" in page.eval_on_selector("#icbpl-hover-thumb div", "el => el.style.backgroundImage")
+    shot(page, "5-latent-hover")
+
+    # box select: drag across the middle of the plot
+    x0, y0 = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15
+    x1, y1 = box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.85
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x0 + (x1 - x0) * i / 20, y0 + (y1 - y0) * i / 20)
+        time.sleep(0.02)
+    page.mouse.up()
+    page.locator(".icbpl-cell").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    no_exceptions(page)
+    heading = page.get_by_text("Selection:").first.inner_text()
+    selected = int(heading.split(":")[1].split("image")[0].replace(",", "").strip())
+    assert 0 < selected <= 300
+    assert page.locator(".icbpl-cell").count() == min(selected, 60)
+    shot(page, "6-latent-selection")
+
+    # 4. the other result pages render
+    for name, shot_name in (("Clusters & neighbours", "7-clusters"), ("Confusion & metrics", "8-metrics")):
+        nav(page, name)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        wait_idle(page)
+        no_exceptions(page)
+        shot(page, shot_name)
+        if name.startswith("Clusters"):      # click an image: its neighbours, side by side
+            page.locator('[class*="st-key-most-"] button:visible').last.click()
+            wait_idle(page)
+            page.get_by_text("In backbone feature space").first.scroll_into_view_if_needed()
+            no_exceptions(page)
+            shot(page, "7b-neighbours")
+
+    # 5. Export: the selection's rows as CSV
+    nav(page, "Export")
+    page.get_by_text("current selection").first.click()
+    wait_idle(page)
+    shot(page, "9-export")
+    with page.expect_download() as info:
+        page.get_by_role("button", name=f"Download {selected:,} rows as CSV").click()
+    target = tmp_path / "selection.csv"
+    info.value.save_as(target)
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == selected
+    assert list(rows[0])[:7] == ["index", "path", "cluster", "confidence", "margin", "label", "matched_class"]
+    assert len({r["index"] for r in rows}) == selected
+    assert all(0 <= int(r["index"]) < 300 for r in rows)
