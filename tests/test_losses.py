@@ -62,3 +62,27 @@ def test_weighted_total_and_skipped_terms():
     expected = 2.0 * mmd_loss(z, C) + 0.5 * augmentation_loss(z, zv) + 3.0 * min_cosine_loss(z, C)
     assert abs(float(total) - float(expected)) < 1e-5
     assert abs(parts["total"] - float(expected)) < 1e-5
+
+
+def _naive_mmd(z, centroids):
+    """The formula as written in METHOD.md: cdist on the joint set, five exps."""
+    from icbpl_core.losses import BANDWIDTH_MULTIPLIERS
+    joint = torch.cat([z, tile_centroids(centroids, z.shape[0])])
+    d = torch.cdist(joint, joint).pow(2)
+    n = joint.shape[0]
+    base = d.detach().sum() / (n * n - n)
+    k = sum(torch.exp(-d / (base * m)) for m in BANDWIDTH_MULTIPLIERS)
+    b = z.shape[0]
+    return k[:b, :b].mean() + k[b:, b:].mean() - 2 * k[:b, b:].mean()
+
+
+def test_fast_mmd_equals_the_naive_formula_in_value_and_gradient():
+    g = torch.Generator().manual_seed(3)
+    for batch in (7, 64, 256):
+        z1 = F.normalize(torch.randn(batch, 16, generator=g), dim=1).requires_grad_(True)
+        z2 = z1.detach().clone().requires_grad_(True)
+        fast, naive = mmd_loss(z1, C), _naive_mmd(z2, C)
+        fast.backward()
+        naive.backward()
+        assert abs(float(fast.detach()) - float(naive.detach())) < 1e-5
+        torch.testing.assert_close(z1.grad, z2.grad, atol=1e-5, rtol=1e-3)
