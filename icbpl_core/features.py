@@ -5,16 +5,32 @@ augmented copies of it. They are computed once and cached under
 <cache_dir>/features/<key>/, the key hashing everything the numbers depend on
 (dataset, subset, backbone, weights, input size, augmentation, views, seed), so a
 changed input never serves stale features. Reads are memory-mapped.
+
+Extraction keeps the cores busy: a background thread prepares the next batches
+(uint8 -> float, augmentation, resizing, normalisation) while the backbone runs on the
+current one (torch releases the GIL inside its ops); `extract_dataset` also decodes
+the images of the next batch with a thread pool, so a dataset read lazily from disk
+is never loaded into memory whole. Results do not depend on the overlap: one thread
+prepares the batches in order, drawing augmentations from one seeded generator.
+
+Cache entries are written to a temporary folder and renamed into place after a
+manifest (`complete`, JSON: key, array names, shapes, dtypes) is written last; an
+entry without a valid manifest, or whose files do not match it, is never read: it is
+recomputed and replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +39,8 @@ from .augment import Augment
 from .backbones import Backbone
 
 FEATURES_VERSION = 1
+MANIFEST = "complete"
+PREFETCH = 2          # prepared batches waiting ahead of the forward pass
 
 
 def default_cache_dir() -> Path:
@@ -38,43 +56,258 @@ def ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-@torch.inference_mode()
+# ----------------------------------------------------------------------------- extraction
+
+class _Background:
+    """Iterates `items` in a daemon thread, at most `depth` items ahead of the consumer.
+
+    An exception in the thread is re-raised in the consumer; leaving the `with` block
+    early (an error, Ctrl-C) stops the thread at its next item.
+    """
+
+    def __init__(self, items: Iterable, depth: int = PREFETCH) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(items,), daemon=True,
+                                        name="icbpl-extract-prepare")
+
+    def __enter__(self) -> "_Background":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        while self._thread.is_alive():       # unblock a put() waiting on a full queue
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, items: Iterable) -> None:
+        try:
+            for item in items:
+                if not self._put(("item", item)):
+                    return
+            self._put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(("error", exc))
+        finally:                      # a generator's own clean-up (a decoding pool) runs here, now
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator:
+        while True:
+            kind, item = self._queue.get()
+            if kind == "item":
+                yield item
+            elif kind == "done":
+                return
+            else:
+                raise item
+
+
+def _prepared(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], augment: Augment | None,
+              seed: int, size: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """uint8 (B, H, W, C) batches -> the backbone's normalised input, in order, one generator."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        for start, batch in batches:
+            x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+            if augment is not None:
+                x = augment(x, g)
+            yield start, backbone.prepare(x, size)
+
+
+def _forward_all(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], n: int,
+                 augment: Augment | None, seed: int, size: int | None,
+                 progress: Callable[[int, int], None] | None, prefetch: int) -> np.ndarray:
+    backbone.eval()
+    out = np.empty((n, backbone.feature_dim), dtype=np.float32)
+    prepared = _prepared(backbone, batches, augment, seed, size)
+    device = next(backbone.parameters(), torch.empty(0)).device
+
+    def consume(items: Iterable[tuple[int, torch.Tensor]]) -> None:
+        with torch.inference_mode():
+            for start, x in items:
+                if device.type != "cpu":
+                    x = x.to(device, non_blocking=True)
+                out[start:start + len(x)] = backbone(x).float().cpu().numpy()
+                if progress is not None:
+                    progress(start + len(x), n)
+    if prefetch > 0:
+        with _Background(prepared, prefetch) as items:
+            consume(items)
+    else:
+        consume(prepared)
+    return out
+
+
 def extract(backbone: Backbone, images: np.ndarray, augment: Augment | None = None,
             seed: int = 0, size: int | None = None, batch_size: int = 256,
-            progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Features (N, D) float32 of uint8 images (N, H, W, C), optionally of augmented copies."""
-    backbone.eval()
+            progress: Callable[[int, int], None] | None = None, prefetch: int = PREFETCH) -> np.ndarray:
+    """Features (N, D) float32 of uint8 images (N, H, W, C), optionally of augmented copies.
+
+    prefetch: batches prepared ahead in a background thread (0: prepare in line, no thread).
+    """
     n = len(images)
-    out = np.empty((n, backbone.feature_dim), dtype=np.float32)
-    g = torch.Generator().manual_seed(seed)
-    for start in range(0, n, batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        if augment is not None:
-            x = augment(x, g)
-        out[start:start + len(batch)] = backbone(backbone.prepare(x, size)).numpy()
-        if progress is not None:
-            progress(start + len(batch), n)
-    return out
+    batches = ((start, images[start:start + batch_size]) for start in range(0, n, batch_size))
+    return _forward_all(backbone, batches, n, augment, seed, size, progress, prefetch)
+
+
+def _dataset_batches(dataset, size: int | None, batch_size: int,
+                     workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """uint8 batches decoded from `dataset.image(i)` by a thread pool, one batch ahead.
+
+    Same conversion as ImageDataset.to_array: L or RGB as the first image is, resized
+    with PIL's bilinear filter when `size` is given; differing sizes without `size` fail.
+    """
+    from PIL import Image
+
+    n = len(dataset)
+    if n == 0:
+        return
+    channels = 1 if dataset.image(0).mode == "L" else 3
+    mode = "L" if channels == 1 else "RGB"
+
+    def load(index: int) -> np.ndarray:
+        img = dataset.image(index).convert(mode)
+        if size is not None and img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="icbpl-decode")
+    try:
+        def submit(start: int):
+            return [pool.submit(load, i) for i in range(start, min(start + batch_size, n))]
+        pending, shape = submit(0), None
+        for start in range(0, n, batch_size):
+            ahead = submit(start + batch_size) if start + batch_size < n else []
+            arrays = [future.result() for future in pending]
+            for offset, arr in enumerate(arrays):
+                shape = shape or arr.shape
+                if arr.shape != shape:
+                    raise ValueError(
+                        f"image {dataset.item_id(start + offset)} is {arr.shape[1]}x{arr.shape[0]}, others "
+                        f"are {shape[1]}x{shape[0]}: pass an image size to resize them all")
+            yield start, np.stack(arrays)
+            pending = ahead
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def extract_dataset(backbone: Backbone, dataset, size: int | None = None, augment: Augment | None = None,
+                    seed: int = 0, batch_size: int = 256, progress: Callable[[int, int], None] | None = None,
+                    workers: int | None = None, prefetch: int = PREFETCH,
+                    input_size: int | None = None) -> np.ndarray:
+    """Features (N, D) float32 of an ImageDataset read lazily, image by image.
+
+    Gives the same numbers as extract(backbone, dataset.to_array(size), augment, seed, size),
+    without holding every image in memory: `workers` threads decode the next batch while
+    the current one is prepared and run through the backbone. `size` resizes the decoded
+    images (PIL, as to_array does); `input_size` is the backbone's input size (default:
+    `size`, else the backbone's own).
+    """
+    batches = _dataset_batches(dataset, size, batch_size, workers or default_workers())
+    return _forward_all(backbone, batches, len(dataset), augment, seed, input_size or size, progress, prefetch)
+
+
+# ----------------------------------------------------------------------------- cache
+
+def _read_entry(folder: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of a finished cache entry, memory-mapped; None when it is absent or not whole."""
+    marker = folder / MANIFEST
+    if not marker.is_file():
+        return None
+    try:
+        manifest = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("arrays"), dict):
+        return None
+    arrays = {}
+    try:
+        for name, meta in manifest["arrays"].items():
+            array = np.load(folder / f"{name}.npy", mmap_mode="r")
+            if list(array.shape) != list(meta["shape"]) or str(array.dtype) != meta["dtype"]:
+                return None
+            arrays[name] = array
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return arrays
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _clean_stale_temporaries(parent: Path, key: str, older_than_s: float = 3600.0) -> None:
+    """Temporary folders left by writers that were killed (never read; removed after an hour)."""
+    now = time.time()
+    for tmp in parent.glob(f".{key}.*"):
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
                     cache_dir: Path | None = None) -> dict[str, np.ndarray]:
     """Arrays stored under `key`, computed and written atomically on a miss."""
     folder = Path(cache_dir or default_cache_dir()) / "features" / key
-    if (folder / "complete").is_file():
-        return {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    cached = _read_entry(folder, key)
+    if cached is not None:
+        return cached
     arrays = compute()
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temporaries(folder.parent, key)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     try:
+        manifest = {"key": key, "version": FEATURES_VERSION, "arrays": {}}
         for name, array in arrays.items():
+            array = np.asarray(array)
             np.save(tmp / f"{name}.npy", array)
-        (tmp / "complete").write_text("ok\n")
-        if folder.exists():            # a concurrent writer finished first; keep theirs
+            _fsync(tmp / f"{name}.npy")
+            manifest["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n")   # written last: the entry is whole
+        _fsync(tmp / MANIFEST)
+        if _read_entry(folder, key) is not None:    # a concurrent writer finished first; keep theirs
             shutil.rmtree(tmp)
         else:
-            os.replace(tmp, folder)
+            if folder.exists():                     # an entry that is not whole: move it aside first
+                trash = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+                try:
+                    os.replace(folder, trash / "old")
+                except OSError:
+                    pass
+                shutil.rmtree(trash, ignore_errors=True)
+            try:
+                os.replace(tmp, folder)
+            except OSError:                          # another writer renamed theirs in meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

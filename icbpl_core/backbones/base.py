@@ -17,6 +17,8 @@ class Backbone(nn.Module):
       pretrained         whether the weights come from pretraining
       weights_id         identifies the weights (file hash, "random", ...) for cache keys
       trainable_blocks   names of submodules that fine-tuning trains by default ("" = all)
+      name               the registry name it was created under (set by create_backbone)
+      source             where the weights came from (a file path, "imagenet", "random", ...)
     """
 
     feature_dim: int
@@ -27,12 +29,16 @@ class Backbone(nn.Module):
     pretrained: bool = False
     weights_id: str = "random"
     trainable_blocks: tuple[str, ...] = ("",)
+    name: str = ""
+    source: str = "random"
+    load_report: dict | None = None   # set when weights came from a checkpoint file (see checkpoints.py)
 
     def prepare(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """Float images (B, C, H, W) in [0, 1] -> normalised input of this backbone."""
+        repeat = 1
         if images.shape[1] != self.in_channels:
-            if images.shape[1] == 1:
-                images = images.expand(-1, self.in_channels, -1, -1)
+            if images.shape[1] == 1:   # grey into a colour backbone: repeated after resizing (3x less work)
+                repeat = self.in_channels
             else:  # RGB into a grey backbone: ITU-R 601 luma
                 weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
                 images = (images * weights).sum(dim=1, keepdim=True)
@@ -40,6 +46,8 @@ class Backbone(nn.Module):
         if size is not None and images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > size)
+        if repeat > 1:
+            images = images.expand(-1, repeat, -1, -1)
         mean = images.new_tensor(self.mean).view(1, -1, 1, 1)
         std = images.new_tensor(self.std).view(1, -1, 1, 1)
         return (images - mean) / std
@@ -50,3 +58,18 @@ class Backbone(nn.Module):
         for name, param in self.named_parameters():
             param.requires_grad = any(name == b or name.startswith(b + ".") or b == "" for b in blocks)
         return list(blocks)
+
+    def describe(self) -> dict:
+        """What the app shows about a backbone: sizes, normalisation, weights, what fine-tuning trains."""
+        blocks = tuple(self.trainable_blocks)
+        n_params = sum(p.numel() for p in self.parameters())
+        n_trainable = sum(p.numel() for name, p in self.named_parameters()
+                          if any(b == "" or name == b or name.startswith(b + ".") for b in blocks))
+        info = {"name": self.name, "class": type(self).__name__, "feature_dim": int(self.feature_dim),
+                "input_size": self.input_size, "in_channels": self.in_channels,
+                "mean": [float(m) for m in self.mean], "std": [float(s) for s in self.std],
+                "pretrained": bool(self.pretrained), "weights_id": self.weights_id, "source": self.source,
+                "trainable_blocks": list(blocks), "n_params": n_params, "n_trainable_params": n_trainable}
+        if self.load_report is not None:
+            info["load_report"] = self.load_report
+        return info
