@@ -61,6 +61,8 @@ class RunSpec:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
         if spec.mode == "auto":
             spec.mode = "head" if spec.pretrained and spec.backbone not in SCRATCH_BACKBONES else "finetune"
+        if spec.image_size is None and spec.pretrained and spec.backbone not in SCRATCH_BACKBONES:
+            spec.image_size = get_entry(spec.dataset).image_size
         return spec
 
     def to_dict(self) -> dict:
@@ -134,8 +136,9 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     if cfg.n_clusters > n:
         raise ConfigError(f"{cfg.n_clusters} clusters is more than the {n} images; use --clusters {n} or fewer")
     torch.manual_seed(cfg.seed)
-    images = dataset.to_array(spec.image_size)
-    backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=images.shape[-1], weights=spec.weights)
+    channels = 1 if dataset.image(0).mode == "L" else 3      # ImageDataset.to_array's rule
+    backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=channels, weights=spec.weights)
+    images = _image_array(dataset, spec.image_size or backbone.input_size)
     aug_name, augment = get_augmentation(spec.augment, images.shape[-1], images.shape[1])
     k = min(cfg.n_neighbors, n - 1)
     emit({"type": "data", "n_images": n, "shape": list(images.shape[1:]), "labels": dataset.has_labels,
@@ -152,7 +155,7 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
 
     key_parts = dict(dataset=spec.dataset, root=spec.data_root, ids=ids_digest(
         [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
-        size=spec.image_size or backbone.input_size, augment=aug_name, seed=cfg.seed)
+        size=spec.image_size or backbone.input_size, augment=aug_name)
     if spec.mode == "head":
         if not backbone.pretrained:
             raise ConfigError("head-only training needs a pretrained backbone; use --mode finetune "
@@ -160,7 +163,9 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
 
         def compute() -> dict[str, np.ndarray]:
             feats = extract(backbone, images, size=spec.image_size, progress=progress("features"))
-            views = np.stack([extract(backbone, images, augment, seed=cfg.seed * 1000 + v + 1,
+            # Views are data, not training randomness: view v is drawn with seed v + 1 whatever the
+            # run's seed, so runs over seeds share one extraction (the cache key has no seed).
+            views = np.stack([extract(backbone, images, augment, seed=v + 1,
                                       size=spec.image_size, progress=progress(f"view {v + 1}/{spec.n_views}"))
                               for v in range(spec.n_views)]) if spec.n_views else None
             return {"features": feats, **({"views": views} if views is not None else {})}
@@ -248,6 +253,22 @@ def _backbone_features(model, source) -> np.ndarray:
     n = len(source)
     return torch.cat([model.backbone(source.anchors(torch.arange(s, min(s + 1024, n))))
                       for s in range(0, n, 1024)]).numpy()
+
+
+MIXED_SIZE_SIDE = 64     # images of mixed sizes for a backbone without an input size (scratch)
+
+
+def _image_array(dataset: ImageDataset, side: int | None) -> np.ndarray:
+    """uint8 (N, H, W, C): at the images' own size when they share one and it is no larger than
+    `side` (the backbone resizes each batch: 28 px Fashion-MNIST stays 55 MB, not 645 MB at
+    96 px), else every image resized to side x side (mixed sizes, big photos)."""
+    first = dataset.image(0).size
+    if side is None or max(first) <= side:
+        try:
+            return dataset.to_array()
+        except ValueError:      # mixed sizes
+            pass
+    return dataset.to_array(side or MIXED_SIZE_SIDE)
 
 
 def _check_finite(array: np.ndarray) -> None:

@@ -171,6 +171,33 @@ def test_pretrained_head_mode_on_digits_uses_cached_features(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["acc"] > 0.2   # chance is about 0.15
 
 
+def test_runs_with_other_seeds_share_the_extracted_features_and_views(tmp_path):
+    args = ["train", "--dataset", "digits", "--backbone", "mobilenet_v2", "--image-size", "32", "--epochs", "1",
+            "--views", "1", "--runs-dir", tmp_path]
+    first = icbpl(*args, "--seed", "0")
+    assert "extracting view 1/1" in first.stderr
+    second = icbpl(*args, "--seed", "1")
+    assert "extracting" not in second.stderr
+    runs = [Path(p.stdout.strip().splitlines()[-1]) for p in (first, second)]
+    np.testing.assert_array_equal(*(np.load(r / "features.npy") for r in runs))
+    assert not np.array_equal(*(np.load(r / "latents.npy") for r in runs))   # the seed still trains differently
+
+
+def test_a_folder_of_images_of_mixed_sizes_trains_with_the_defaults(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        side = (20, 30, 40)[i % 3]
+        path = tmp_path / "photos" / "ab"[i % 2] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (side, side + i, 3), dtype=np.uint8)).save(path)
+    for backbone in ("mobilenet_v2", "scratch"):    # resized to the backbone's input size, or to 64 px
+        proc = icbpl("train", "--dataset", "folder", "--data-root", tmp_path / "photos", "--backbone", backbone,
+                     "--clusters", "2", "--epochs", "1", "--views", "1", "--runs-dir", tmp_path / "runs")
+        run_dir = Path(proc.stdout.strip().splitlines()[-1])
+        assert len(np.load(run_dir / "latents.npy")) == 12
+
+
 def test_an_empty_folder_is_refused_clearly(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

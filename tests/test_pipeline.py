@@ -73,3 +73,12 @@ def test_config_json_holds_everything_to_reproduce(tmp_path):
     stored = RunSpec.from_dict(json.loads(run.file("config.json").read_text()))
     assert stored == spec
     assert run.metrics["n_clusters"] == 5 and len(run.assignments()) == 50
+
+
+def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
+    assert RunSpec(dataset="fashion-mnist").resolved().image_size == 96          # its default, mobilenet_v2
+    assert RunSpec(dataset="fashion-mnist", backbone="resnet18").resolved().image_size == 96
+    assert RunSpec(dataset="fashion-mnist", image_size=128).resolved().image_size == 128
+    assert RunSpec(dataset="fashion-mnist", backbone="scratch").resolved().image_size is None
+    assert RunSpec(dataset="fashion-mnist", pretrained=False).resolved().image_size is None
+    assert RunSpec(dataset="cifar10").resolved().image_size is None              # the backbone's own (224)

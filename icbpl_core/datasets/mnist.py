@@ -90,13 +90,13 @@ def _load(name: str, tv_name: str, class_names: list[str], root: str | None, dow
 
 
 @register("mnist", "MNIST handwritten digits, 70,000 28x28 grey images, 10 classes",
-          default_backbone="scratch")
+          default_backbone="scratch", image_size=96)
 def load_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("mnist", "MNIST", [str(d) for d in range(10)], root, download)
 
 
 @register("fashion-mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, 10 classes",
-          default_backbone="scratch")
+          default_backbone="mobilenet_v2", image_size=96)
 def load_fashion_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("fashion-mnist", "FashionMNIST", FASHION_CLASSES, root, download,
                  system_dir=DEBIAN_FASHION_DIR, hint=" (or: apt-get install dataset-fashion-mnist)")
