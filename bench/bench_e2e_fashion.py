@@ -8,8 +8,9 @@ the run used (its features.npy: backbone features, or the centred pixels of a sc
 
 The folder holds the `--limit N --seed 0` subset, so the seed-0 runs of both sources
 cluster exactly the same images; other seeds draw another balanced subset from the
-dataset (the folder stays the same). Wall time is the whole CLI call: loading, feature
-extraction (not cached between calls: each call gets an empty cache), training.
+dataset (the folder stays the same). Wall time is the run's own (status.json: loading,
+feature extraction with an empty cache for each call, training). Finished runs already
+under --out are reused, so an interrupted benchmark continues where it stopped.
 """
 from __future__ import annotations
 
@@ -66,32 +67,51 @@ def kmeans_on_run_features(run_dir: Path, seed: int) -> tuple[dict, float]:
     return evaluate(labels, predicted), time.perf_counter() - started
 
 
+def finished_runs(runs_dir: Path) -> dict[tuple[str, str, int], Path]:
+    """(dataset, backbone, seed) -> run folder, for the finished runs already in `runs_dir`."""
+    found = {}
+    for run_dir in sorted(runs_dir.glob("*/")):
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+            if json.loads((run_dir / "status.json").read_text()).get("state") == "finished":
+                found[(config["dataset"], config["backbone"], config["train"]["seed"])] = run_dir
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=5000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "scratch"])
+    parser.add_argument("--sources", nargs="+", default=["fashion-mnist", "folder"], choices=["fashion-mnist", "folder"])
     parser.add_argument("--image-size", type=int, default=96,
                         help="input side for pretrained backbones (28 px images upsampled; 0: the backbone's own)")
-    parser.add_argument("--out", default="bench/results/e2e-fashion", help="PNG folder and run folders go here")
+    parser.add_argument("--out", default="bench/results/e2e-fashion",
+                        help="PNG folder and run folders; finished runs found there are reused, not retrained")
     args = parser.parse_args()
     out = Path(args.out)
     folder = out / f"fashion-mnist-{args.limit}-png"
     if not folder.is_dir():
         write_png_folder(args.limit, folder)
     sources = {"fashion-mnist": ["--dataset", "fashion-mnist", "--limit", str(args.limit)],
-               "folder of PNGs": ["--dataset", "folder", "--data-root", str(folder)]}
+               "folder": ["--dataset", "folder", "--data-root", str(folder)]}
     rows = []
     for backbone in args.backbones:
-        for source_name, source in sources.items():
+        for source_name in args.sources:
             for seed in args.seeds:
-                extra = ["--image-size", str(args.image_size)] if args.image_size and backbone != "scratch" else []
-                run_dir, seconds = train(source, backbone, seed, out / "runs", extra)
+                run_dir = finished_runs(out / "runs").get((source_name, backbone, seed))
+                if run_dir is None:
+                    extra = ["--image-size", str(args.image_size)] if args.image_size and backbone != "scratch" else []
+                    run_dir, _ = train(sources[source_name], backbone, seed, out / "runs", extra)
                 metrics = json.loads((run_dir / "metrics.json").read_text())
+                seconds = json.loads((run_dir / "status.json").read_text())["seconds"]
                 km, km_seconds = kmeans_on_run_features(run_dir, seed)
                 config = json.loads((run_dir / "config.json").read_text())
-                common = {"source": source_name, "backbone": backbone + (f" {config['image_size']}px" if config["image_size"] else ""),
-                          "mode": config["mode"], "seed": seed}
+                size = f" {config['image_size']}px" if config["image_size"] else ""
+                common = {"source": "folder of PNGs" if source_name == "folder" else source_name,
+                          "backbone": backbone + size, "mode": config["mode"], "seed": seed}
                 rows.append({**common, "method": "k-means", "seconds": km_seconds, **km})
                 rows.append({**common, "method": "ICBPL", "seconds": seconds, **metrics})
                 print(f"{source_name} {backbone} seed {seed}: ICBPL {metrics['acc']:.3f} k-means {km['acc']:.3f} "

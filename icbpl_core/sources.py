@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -21,8 +23,8 @@ class FeatureSource:
         Without views, a view is the feature plus Gaussian noise of `noise` times each
         dimension's standard deviation (for plain feature matrices with no images).
         """
-        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        self.views = None if views is None else torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32))
+        self.features = _read_only_tensor(features)
+        self.views = None if views is None else _read_only_tensor(views)
         self.noise_scale = noise * self.features.std(dim=0) if views is None else None
 
     def __len__(self) -> int:
@@ -37,6 +39,15 @@ class FeatureSource:
             return self.views[which, idx]
         x = self.features[idx]
         return x + torch.randn(x.shape, generator=g) * self.noise_scale
+
+
+def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
+    """A float32 tensor sharing memory with `array` (a read-only memory map of the feature
+    cache stays on disk, not copied); it is only ever read, so torch's warning about
+    non-writable arrays does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 class ImageSource:
