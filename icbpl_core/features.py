@@ -2,9 +2,11 @@
 
 Head-only training needs the frozen backbone's features of every image and of V
 augmented copies of it. They are computed once and cached under
-<cache_dir>/features/<key>/, the key hashing everything the numbers depend on
-(dataset, subset, backbone, weights, input size, augmentation, views, seed), so a
-changed input never serves stale features. Reads are memory-mapped.
+<cache_dir>/features/<key>/, one entry per pass (the clean images, each augmented
+copy), the key hashing everything the numbers depend on (dataset, subset, backbone,
+weights, input size, augmentation, which pass), so a changed input never serves stale
+features and an interrupted extraction keeps the passes it finished. Reads are
+memory-mapped.
 
 Extraction keeps the cores busy: a background thread prepares the next batches
 (uint8 -> float, augmentation, resizing, normalisation) while the backbone runs on the

@@ -156,30 +156,30 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     key_parts = dict(dataset=spec.dataset, root=spec.data_root, ids=ids_digest(
         [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
         size=spec.image_size or backbone.input_size, augment=aug_name)
+
+    def extracted(view: int) -> np.ndarray:
+        """Features of the clean images (view 0) or of augmented copy `view`, each pass cached on
+        its own, so an interrupted extraction keeps the passes it finished. Views are data, not
+        training randomness: copy v is drawn with seed v whatever the run's seed, so runs over
+        seeds share one extraction (the cache key has no seed)."""
+        what = "features" if view == 0 else f"view {view}/{spec.n_views}"
+        return cached_features(cache_key(**key_parts, view=view), lambda: {"features": extract(
+            backbone, images, augment if view else None, seed=view, size=spec.image_size,
+            progress=progress(what))}, cache_dir)["features"]
+
     if spec.mode == "head":
         if not backbone.pretrained:
             raise ConfigError("head-only training needs a pretrained backbone; use --mode finetune "
                               "to train a scratch encoder on the images")
-
-        def compute() -> dict[str, np.ndarray]:
-            feats = extract(backbone, images, size=spec.image_size, progress=progress("features"))
-            # Views are data, not training randomness: view v is drawn with seed v + 1 whatever the
-            # run's seed, so runs over seeds share one extraction (the cache key has no seed).
-            views = np.stack([extract(backbone, images, augment, seed=v + 1,
-                                      size=spec.image_size, progress=progress(f"view {v + 1}/{spec.n_views}"))
-                              for v in range(spec.n_views)]) if spec.n_views else None
-            return {"features": feats, **({"views": views} if views is not None else {})}
-        arrays = cached_features(cache_key(**key_parts, n_views=spec.n_views), compute, cache_dir)
-        features = np.asarray(arrays["features"])
+        features = np.asarray(extracted(0))
         _check_finite(features)
-        source = FeatureSource(features, arrays.get("views"), noise=0.1)
+        views = [extracted(v) for v in range(1, spec.n_views + 1)]
+        source = FeatureSource(features, views or None, noise=0.1)
         model: torch.nn.Module = MultiHead(features.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.n_heads)
         model.set_input_stats(torch.from_numpy(features))
     else:
         if backbone.pretrained:
-            features = np.asarray(cached_features(cache_key(**key_parts, n_views=0), lambda: {
-                "features": extract(backbone, images, size=spec.image_size, progress=progress("features"))},
-                cache_dir)["features"])
+            features = np.asarray(extracted(0))
         else:   # a scratch encoder: first neighbours come from the (centred) pixels
             features = images.reshape(n, -1).astype(np.float32)
             features -= features.mean(axis=0)

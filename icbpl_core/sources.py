@@ -17,14 +17,15 @@ from .backbones import Backbone
 
 
 class FeatureSource:
-    def __init__(self, features: np.ndarray, views: np.ndarray | None = None, noise: float = 0.0) -> None:
-        """features (N, D); views (V, N, D) features of V augmented copies, or None.
+    def __init__(self, features: np.ndarray, views=None, noise: float = 0.0) -> None:
+        """features (N, D); views: V arrays (N, D), features of V augmented copies (a (V, N, D)
+        array or a list of memory-mapped cache entries), or None.
 
         Without views, a view is the feature plus Gaussian noise of `noise` times each
         dimension's standard deviation (for plain feature matrices with no images).
         """
         self.features = _read_only_tensor(features)
-        self.views = None if views is None else _read_only_tensor(views)
+        self.views = None if views is None else [_read_only_tensor(v) for v in views]
         self.noise_scale = noise * self.features.std(dim=0) if views is None else None
 
     def __len__(self) -> int:
@@ -35,8 +36,12 @@ class FeatureSource:
 
     def augmented(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.views is not None:
-            which = torch.randint(self.views.shape[0], (len(idx),), generator=g)
-            return self.views[which, idx]
+            which = torch.randint(len(self.views), (len(idx),), generator=g)
+            out = torch.empty(len(idx), self.features.shape[1])
+            for v, view in enumerate(self.views):
+                rows = (which == v).nonzero().squeeze(1)
+                out[rows] = view[idx[rows]]
+            return out
         x = self.features[idx]
         return x + torch.randn(x.shape, generator=g) * self.noise_scale
 

@@ -181,6 +181,9 @@ def test_runs_with_other_seeds_share_the_extracted_features_and_views(tmp_path):
     runs = [Path(p.stdout.strip().splitlines()[-1]) for p in (first, second)]
     np.testing.assert_array_equal(*(np.load(r / "features.npy") for r in runs))
     assert not np.array_equal(*(np.load(r / "latents.npy") for r in runs))   # the seed still trains differently
+    more = icbpl(*args[:-4], "--views", "2", "--runs-dir", tmp_path)      # each pass is cached on its own:
+    assert "extracting view 2/2" in more.stderr                            # only the new view is extracted
+    assert "extracting features" not in more.stderr and "extracting view 1/2" not in more.stderr
 
 
 def test_a_folder_of_images_of_mixed_sizes_trains_with_the_defaults(tmp_path):

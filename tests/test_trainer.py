@@ -99,3 +99,16 @@ def test_batchnorm_statistics_are_exact_before_eval_latents():
     assert in_training >= 8 and final >= in_training - 1
     norm = backbone.stage1[0][1]
     assert norm.momentum == 0.1                       # restored after the exact pass
+
+
+def test_views_as_a_list_of_arrays_give_the_same_batches_as_one_stacked_array():
+    from icbpl_core.sources import FeatureSource
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 6)).astype(np.float32)
+    views = rng.normal(size=(3, 50, 6)).astype(np.float32)
+    idx = torch.arange(0, 50, 3)
+    stacked = FeatureSource(features, views).augmented(idx, torch.Generator().manual_seed(1))
+    listed = FeatureSource(features, list(views)).augmented(idx, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(stacked, listed)
+    which = torch.randint(3, (len(idx),), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(listed, torch.from_numpy(views)[which, idx])   # view `which` of each row
