@@ -147,8 +147,8 @@ def _execute(spec, run, resume: bool, args) -> int:
     try:
         metrics = pipeline.run(spec, run, resume=resume, on_event=None if args.quiet else _print_event,
                                cache_dir=args.cache_dir)
-    except StopRequested:
-        print(f"stopped; continue with: python -m icbpl_core resume {run.path}", file=sys.stderr)
+    except StopRequested as exc:
+        print(f"{exc}; continue with: python -m icbpl_core resume {run.path}", file=sys.stderr)
         print(run.path)
         return EXIT_STOPPED
     except Exception as exc:  # noqa: BLE001 - every failure is recorded in the run and shown in one line

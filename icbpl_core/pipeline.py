@@ -148,6 +148,8 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         last = [0.0]
 
         def report(done: int, total: int) -> None:
+            if stop.set:    # Cancel / SIGTERM during extraction: passes already cached are kept
+                raise StopRequested(f"stopped while extracting {what} ({done:,}/{total:,})")
             if time.perf_counter() - last[0] > 1.0 or done == total:
                 last[0] = time.perf_counter()
                 emit({"type": "extract", "what": what, "done": done, "total": total})

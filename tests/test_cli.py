@@ -132,6 +132,31 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert (run_dir / "assignments.csv").read_text() == (straight / "assignments.csv").read_text()
 
 
+def test_a_run_stopped_during_feature_extraction_resumes_from_the_passes_it_finished(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["train", "--dataset", "digits", "--backbone", "mobilenet_v2", "--image-size", "64", "--views", "3",
+            "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(cache)]
+    proc = subprocess.Popen([sys.executable, "-m", "icbpl_core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    deadline = time.time() + 300
+    run_dir = None
+    while time.time() < deadline and run_dir is None:
+        for events in (tmp_path / "runs").glob("*/events.jsonl"):
+            if '"what": "view 1/3"' in events.read_text():
+                run_dir = events.parent
+        time.sleep(0.05)
+    assert run_dir is not None, "extraction never reached the first view"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped while extracting" in err and "resume" in err
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "cancelled"
+    resumed = icbpl("resume", run_dir, "--cache-dir", cache)
+    assert "extracting features" not in resumed.stderr          # the clean pass was cached before the stop
+    assert "extracting view 3/3" in resumed.stderr
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+
+
 def test_resume_with_a_changed_config_is_refused_and_nothing_is_lost(tmp_path):
     args = ["train", "--dataset", "digits", "--limit", "300", "--epochs", "2", "--runs-dir", tmp_path, "--quiet"]
     run_dir = Path(icbpl(*args).stdout.strip().splitlines()[-1])
