@@ -19,8 +19,8 @@ from . import atomic
 from .augment import get_augmentation
 from .backbones import Backbone, create_backbone
 from .config import TrainConfig
-from .datasets import DatasetError, ImageDataset, get_entry, load_dataset
-from .features import cache_key, cached_features, extract, ids_digest
+from .datasets import ArrayDataset, DatasetError, ImageDataset, get_entry, load_dataset
+from .features import cache_key, cached_features, extract, extract_dataset, ids_digest
 from .metrics import cluster_stats, evaluate, matched_classes
 from .model import Encoder, MultiHead
 from .neighbours import cosine_topk
@@ -138,11 +138,17 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     torch.manual_seed(cfg.seed)
     channels = 1 if dataset.image(0).mode == "L" else 3      # ImageDataset.to_array's rule
     backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=channels, weights=spec.weights)
-    images = _image_array(dataset, spec.image_size or backbone.input_size)
-    aug_name, augment = get_augmentation(spec.augment, images.shape[-1], images.shape[1])
+    side = spec.image_size or backbone.input_size
+    # Head-only training needs the images only to extract features: a lazily read dataset that
+    # would not fit comfortably in memory (ImageNet subsets at 224 px) is streamed instead.
+    streamed = (spec.mode == "head" and not isinstance(dataset, ArrayDataset)
+                and n * (side or max(dataset.image(0).size)) ** 2 * channels > IN_MEMORY_BYTES)
+    images = None if streamed else _image_array(dataset, side)
+    shape = list(images.shape[1:]) if images is not None else [side, side, channels]
+    aug_name, augment = get_augmentation(spec.augment, channels, shape[0])
     k = min(cfg.n_neighbors, n - 1)
-    emit({"type": "data", "n_images": n, "shape": list(images.shape[1:]), "labels": dataset.has_labels,
-          "backbone": spec.backbone, "mode": spec.mode, "augment": aug_name})
+    emit({"type": "data", "n_images": n, "shape": shape, "labels": dataset.has_labels, "backbone": spec.backbone,
+          "mode": spec.mode, "augment": aug_name, "streamed": streamed})
 
     def progress(what: str) -> Callable[[int, int], None]:
         last = [0.0]
@@ -165,9 +171,14 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         training randomness: copy v is drawn with seed v whatever the run's seed, so runs over
         seeds share one extraction (the cache key has no seed)."""
         what = "features" if view == 0 else f"view {view}/{spec.n_views}"
-        return cached_features(cache_key(**key_parts, view=view), lambda: {"features": extract(
-            backbone, images, augment if view else None, seed=view, size=spec.image_size,
-            progress=progress(what))}, cache_dir)["features"]
+        def compute() -> dict[str, np.ndarray]:
+            if images is None:
+                return {"features": extract_dataset(backbone, dataset, side, augment if view else None, seed=view,
+                                                    progress=progress(what))}
+            return {"features": extract(backbone, images, augment if view else None, seed=view,
+                                        size=spec.image_size, progress=progress(what))}
+        return cached_features(cache_key(**key_parts, view=view, streamed=streamed), compute,
+                               cache_dir)["features"]
 
     if spec.mode == "head":
         if not backbone.pretrained:
@@ -257,6 +268,7 @@ def _backbone_features(model, source) -> np.ndarray:
                       for s in range(0, n, 1024)]).numpy()
 
 
+IN_MEMORY_BYTES = 2 << 30   # lazily read datasets above this (as uint8 arrays) stream in head mode
 MIXED_SIZE_SIDE = 64     # images of mixed sizes for a backbone without an input size (scratch)
 
 

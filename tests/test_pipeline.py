@@ -82,3 +82,28 @@ def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
     assert RunSpec(dataset="fashion-mnist", backbone="scratch").resolved().image_size is None
     assert RunSpec(dataset="fashion-mnist", pretrained=False).resolved().image_size is None
     assert RunSpec(dataset="cifar10").resolved().image_size is None              # the backbone's own (224)
+
+
+def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatch):
+    """Head mode never loads a big folder into memory; features match the in-memory path's."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        path = tmp_path / "imgs" / "ab"[i % 2] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path)
+    spec = RunSpec(dataset="folder", data_root=str(tmp_path / "imgs"), backbone="mobilenet_v2", image_size=32,
+                   n_views=1, train=TrainConfig(epochs=1, n_clusters=2, batch_size=16)).resolved()
+    in_memory = create_run(tmp_path / "a", spec.to_dict())
+    pipeline.run(spec, in_memory, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(pipeline, "IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(pipeline.ImageDataset, "to_array", lambda *a, **k: pytest.fail("images loaded whole"))
+    events = []
+    streamed = create_run(tmp_path / "b", spec.to_dict())
+    pipeline.run(spec, streamed, cache_dir=tmp_path / "cache", on_event=events.append)
+    assert [e["streamed"] for e in events if e["type"] == "data"] == [True]
+    assert any(e["type"] == "extract" for e in events)            # not served from the in-memory run's cache
+    a, b = (np.load(r.file("features.npy")).astype(np.float32) for r in (streamed, in_memory))
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99    # the same images, upsampled by PIL (streamed) or by torch (in memory)
