@@ -1,7 +1,7 @@
 """End to end through the CLI on real data: Fashion-MNIST from the Debian package with
 `--limit N`, and the same N images written as a folder of PNG files (the path users with
 their own images take). Next to each ICBPL run, k-means (n_init=10) on the same features
-the run used (its features.npy: backbone features, or the centred pixels of a scratch run).
+the run started from (the frozen backbone's features, or the centred pixels for a scratch encoder).
 
     python bench/bench_e2e_fashion.py [--limit 5000] [--seeds 0 1 2] [--backbones mobilenet_v2 scratch]
                                       [--image-size 96]
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from icbpl_core.datasets import load_dataset  # noqa: E402
 from icbpl_core.metrics import evaluate  # noqa: E402
+from bench.bench_suite import input_features  # noqa: E402
 
 
 def write_png_folder(limit: int, out: Path) -> Path:
@@ -60,7 +61,7 @@ def train(source: list[str], backbone: str, seed: int, runs_dir: Path, extra: li
 
 
 def kmeans_on_run_features(run_dir: Path, seed: int) -> tuple[dict, float]:
-    features = np.load(run_dir / "features.npy").astype(np.float32)
+    features, _ = input_features(run_dir)
     labels = pd.read_csv(run_dir / "assignments.csv")["label"].to_numpy()
     started = time.perf_counter()
     predicted = KMeans(10, n_init=10, random_state=seed).fit_predict(features)
