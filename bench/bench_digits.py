@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 

@@ -25,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 from sklearn.cluster import KMeans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,16 +46,16 @@ def write_png_folder(limit: int, out: Path) -> Path:
     return out
 
 
-def train(source: list[str], backbone: str, seed: int, runs_dir: Path, extra: list[str]) -> tuple[Path, float]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ICBPL_CACHE_DIR": tempfile.mkdtemp(prefix="icbpl-cache-")}
+def train(source: list[str], backbone: str, seed: int, runs_dir: Path, extra: list[str]) -> Path:
+    """One CLI run with an empty feature cache of its own (deleted afterwards)."""
     cmd = [sys.executable, "-m", "icbpl_core", "train", *source, "--backbone", backbone, "--seed", str(seed),
            "--runs-dir", str(runs_dir), "--quiet", *extra]
-    started = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="icbpl-cache-") as cache:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "ICBPL_CACHE_DIR": cache}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
-    return Path(out.stdout.strip().splitlines()[-1]), seconds
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def kmeans_on_run_features(run_dir: Path, seed: int) -> tuple[dict, float]:
@@ -105,7 +103,7 @@ def main() -> None:
                 run_dir = finished_runs(out / "runs").get((source_name, backbone, seed))
                 if run_dir is None:
                     extra = ["--image-size", str(args.image_size)] if args.image_size and backbone != "scratch" else []
-                    run_dir, _ = train(sources[source_name], backbone, seed, out / "runs", extra)
+                    run_dir = train(sources[source_name], backbone, seed, out / "runs", extra)
                 metrics = json.loads((run_dir / "metrics.json").read_text())
                 seconds = json.loads((run_dir / "status.json").read_text())["seconds"]
                 km, km_seconds = kmeans_on_run_features(run_dir, seed)

@@ -17,7 +17,7 @@ import torch
 
 from . import atomic
 from .augment import get_augmentation
-from .backbones import Backbone, create_backbone
+from .backbones import create_backbone
 from .config import TrainConfig
 from .datasets import ArrayDataset, DatasetError, ImageDataset, get_entry, load_dataset
 from .features import cache_key, cached_features, extract, extract_dataset, ids_digest
@@ -136,14 +136,15 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     if cfg.n_clusters > n:
         raise ConfigError(f"{cfg.n_clusters} clusters is more than the {n} images; use --clusters {n} or fewer")
     torch.manual_seed(cfg.seed)
-    channels = 1 if dataset.image(0).mode == "L" else 3      # ImageDataset.to_array's rule
+    first = dataset.image(0)
+    channels = 1 if first.mode == "L" else 3      # ImageDataset.to_array's rule
     backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=channels, weights=spec.weights)
     side = spec.image_size or backbone.input_size
     # Head-only training needs the images only to extract features: a lazily read dataset that
     # would not fit comfortably in memory (ImageNet subsets at 224 px) is streamed instead.
     streamed = (spec.mode == "head" and not isinstance(dataset, ArrayDataset)
-                and n * (side or max(dataset.image(0).size)) ** 2 * channels > IN_MEMORY_BYTES)
-    images = None if streamed else _image_array(dataset, side)
+                and n * (side or max(first.size)) ** 2 * channels > IN_MEMORY_BYTES)
+    images = None if streamed else _image_array(dataset, side, first.size)
     shape = list(images.shape[1:]) if images is not None else [side, side, channels]
     aug_name, augment = get_augmentation(spec.augment, channels, shape[0])
     k = min(cfg.n_neighbors, n - 1)
@@ -163,7 +164,7 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
 
     key_parts = dict(dataset=spec.dataset, root=spec.data_root, ids=ids_digest(
         [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
-        size=spec.image_size or backbone.input_size, augment=aug_name)
+        size=side, augment=aug_name)
 
     def extracted(view: int) -> np.ndarray:
         """Features of the clean images (view 0) or of augmented copy `view`, each pass cached on
@@ -272,12 +273,11 @@ IN_MEMORY_BYTES = 2 << 30   # lazily read datasets above this (as uint8 arrays) 
 MIXED_SIZE_SIDE = 64     # images of mixed sizes for a backbone without an input size (scratch)
 
 
-def _image_array(dataset: ImageDataset, side: int | None) -> np.ndarray:
+def _image_array(dataset: ImageDataset, side: int | None, first_size: tuple[int, int]) -> np.ndarray:
     """uint8 (N, H, W, C): at the images' own size when they share one and it is no larger than
     `side` (the backbone resizes each batch: 28 px Fashion-MNIST stays 55 MB, not 645 MB at
     96 px), else every image resized to side x side (mixed sizes, big photos)."""
-    first = dataset.image(0).size
-    if side is None or max(first) <= side:
+    if side is None or max(first_size) <= side:
         try:
             return dataset.to_array()
         except ValueError:      # mixed sizes
