@@ -149,6 +149,8 @@ def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
         args += ["--augment", str(config["augment"])]
     if config.get("n_views") is not None:
         args += ["--views", str(config["n_views"])]
+    if config.get("precision"):
+        args += ["--precision", str(config["precision"])]
     for key, flag in (("n_clusters", "--clusters"), ("epochs", "--epochs"), ("batch_size", "--batch-size"),
                       ("lr", "--lr"), ("latent_dim", "--latent-dim"), ("hidden_dim", "--hidden-dim"),
                       ("w_mmd", "--w-mmd"), ("w_aug", "--w-aug"), ("w_knn", "--w-knn"), ("w_cos", "--w-cos"),

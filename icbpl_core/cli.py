@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--image-size", type=_positive_int, metavar="PX", help="backbone input size (default: its own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
     model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
+    model.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, else fp32")
     model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
     opt = train.add_argument_group("training (defaults: TrainConfig's, then the dataset's recipe)")
     opt.add_argument("--clusters", type=int, metavar="K", help=f"number of clusters (default {d.n_clusters})")
@@ -107,7 +109,8 @@ def _spec_from_args(args):
         n_heads=args.heads, seed=args.seed)
     return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
                    backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
-                   image_size=args.image_size, augment=args.augment, n_views=args.views, train=train)
+                   image_size=args.image_size, augment=args.augment, n_views=args.views, precision=args.precision,
+                   train=train)
 
 
 def _train(args) -> int:

@@ -15,6 +15,12 @@ the images of the next batch with a thread pool, so a dataset read lazily from d
 is never loaded into memory whole. Results do not depend on the overlap: one thread
 prepares the batches in order, drawing augmentations from one seeded generator.
 
+The forward pass runs channels-last (oneDNN's fast layout on CPUs: 1.45x for MobileNetV2
+here, same numbers to 1e-5) and, with precision "bf16", under bfloat16 autocast. "auto"
+picks bf16 on CPUs with native bf16 instructions (AVX512-BF16, AMX), where it runs
+MobileNetV2 about 3x faster again with features within 0.4 % (cosine) of fp32;
+elsewhere bf16 is emulated and slower, so fp32. The precision is part of the cache key.
+
 Cache entries are written to a temporary folder and renamed into place after a
 manifest (`complete`, JSON: key, array names, shapes, dtypes) is written last; an
 entry without a valid manifest, or whose files do not match it, is never read: it is
@@ -45,10 +51,28 @@ MANIFEST = "complete"
 PREFETCH = 2          # prepared batches waiting ahead of the forward pass
 PREPARE_THREADS = 1   # torch threads of the background preparation (the forward pass keeps its own)
 PREPARE_NICE = 19     # the preparing thread yields the cores to the forward pass (see _Background)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("ICBPL_CACHE_DIR", Path.home() / ".cache" / "icbpl"))
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (without them oneDNN emulates bf16, slower than fp32)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay exact
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'bf16' where the CPU runs it natively, else 'fp32'; others are checked and returned."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
 
 
 def cache_key(**parts) -> str:
@@ -150,7 +174,7 @@ def _prepared(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], aug
                 x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
                 if augment is not None:
                     x = augment(x, g)
-                yield start, backbone.prepare(x, size)
+                yield start, backbone.prepare(x, size).contiguous(memory_format=torch.channels_last)
         finally:
             if threads is not None:
                 torch.set_num_threads(restore or torch.get_num_threads())
@@ -158,8 +182,9 @@ def _prepared(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], aug
 
 def _forward_all(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], n: int,
                  augment: Augment | None, seed: int, size: int | None,
-                 progress: Callable[[int, int], None] | None, prefetch: int) -> np.ndarray:
-    backbone.eval()
+                 progress: Callable[[int, int], None] | None, prefetch: int, precision: str) -> np.ndarray:
+    bf16 = resolve_precision(precision) == "bf16"
+    backbone.eval().to(memory_format=torch.channels_last)
     out = np.empty((n, backbone.feature_dim), dtype=np.float32)
     # The caller's thread count, read here in the caller's thread, is what the preparing thread restores.
     prepared = _prepared(backbone, batches, augment, seed, size, PREPARE_THREADS if prefetch > 0 else None,
@@ -167,7 +192,7 @@ def _forward_all(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], 
     device = next(backbone.parameters(), torch.empty(0)).device
 
     def consume(items: Iterable[tuple[int, torch.Tensor]]) -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             for start, x in items:
                 if device.type != "cpu":
                     x = x.to(device, non_blocking=True)
@@ -184,14 +209,16 @@ def _forward_all(backbone: Backbone, batches: Iterable[tuple[int, np.ndarray]], 
 
 def extract(backbone: Backbone, images: np.ndarray, augment: Augment | None = None,
             seed: int = 0, size: int | None = None, batch_size: int = 256,
-            progress: Callable[[int, int], None] | None = None, prefetch: int = PREFETCH) -> np.ndarray:
+            progress: Callable[[int, int], None] | None = None, prefetch: int = PREFETCH,
+            precision: str = "fp32") -> np.ndarray:
     """Features (N, D) float32 of uint8 images (N, H, W, C), optionally of augmented copies.
 
     prefetch: batches prepared ahead in a background thread (0: prepare in line, no thread).
+    precision: "fp32", "bf16" (bfloat16 autocast) or "auto" (see the module's docstring).
     """
     n = len(images)
     batches = ((start, images[start:start + batch_size]) for start in range(0, n, batch_size))
-    return _forward_all(backbone, batches, n, augment, seed, size, progress, prefetch)
+    return _forward_all(backbone, batches, n, augment, seed, size, progress, prefetch, precision)
 
 
 def _dataset_batches(dataset, size: int | None, batch_size: int,
@@ -242,7 +269,7 @@ def default_workers() -> int:
 def extract_dataset(backbone: Backbone, dataset, size: int | None = None, augment: Augment | None = None,
                     seed: int = 0, batch_size: int = 256, progress: Callable[[int, int], None] | None = None,
                     workers: int | None = None, prefetch: int = PREFETCH,
-                    input_size: int | None = None) -> np.ndarray:
+                    input_size: int | None = None, precision: str = "fp32") -> np.ndarray:
     """Features (N, D) float32 of an ImageDataset read lazily, image by image.
 
     Gives the same numbers as extract(backbone, dataset.to_array(size), augment, seed, size),
@@ -252,7 +279,8 @@ def extract_dataset(backbone: Backbone, dataset, size: int | None = None, augmen
     `size`, else the backbone's own).
     """
     batches = _dataset_batches(dataset, size, batch_size, workers or default_workers())
-    return _forward_all(backbone, batches, len(dataset), augment, seed, input_size or size, progress, prefetch)
+    return _forward_all(backbone, batches, len(dataset), augment, seed, input_size or size, progress, prefetch,
+                        precision)
 
 
 # ----------------------------------------------------------------------------- cache

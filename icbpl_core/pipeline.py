@@ -20,7 +20,7 @@ from .augment import get_augmentation
 from .backbones import create_backbone
 from .config import TrainConfig
 from .datasets import ArrayDataset, DatasetError, ImageDataset, get_entry, load_dataset
-from .features import cache_key, cached_features, extract, extract_dataset, ids_digest
+from .features import cache_key, cached_features, extract, extract_dataset, ids_digest, resolve_precision
 from .metrics import cluster_stats, evaluate, matched_classes
 from .model import Encoder, MultiHead
 from .neighbours import cosine_topk
@@ -49,6 +49,7 @@ class RunSpec:
     image_size: int | None = None    # None: the backbone's input size
     augment: str = "auto"
     n_views: int = 4                 # head mode: cached augmented views per image
+    precision: str = "auto"          # feature extraction: fp32, bf16, auto (bf16 where the CPU has it)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def resolved(self) -> "RunSpec":
@@ -61,6 +62,10 @@ class RunSpec:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
         if spec.mode == "auto":
             spec.mode = "head" if spec.pretrained and spec.backbone not in SCRATCH_BACKBONES else "finetune"
+        try:
+            spec.precision = resolve_precision(spec.precision)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if spec.image_size is None and spec.pretrained and spec.backbone not in SCRATCH_BACKBONES:
             spec.image_size = get_entry(spec.dataset).image_size
         return spec
@@ -164,7 +169,7 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
 
     key_parts = dict(dataset=spec.dataset, root=spec.data_root, ids=ids_digest(
         [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
-        size=side, augment=aug_name)
+        size=side, augment=aug_name, precision=spec.precision)
 
     def extracted(view: int) -> np.ndarray:
         """Features of the clean images (view 0) or of augmented copy `view`, each pass cached on
@@ -175,9 +180,9 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         def compute() -> dict[str, np.ndarray]:
             if images is None:
                 return {"features": extract_dataset(backbone, dataset, side, augment if view else None, seed=view,
-                                                    progress=progress(what))}
+                                                    progress=progress(what), precision=spec.precision)}
             return {"features": extract(backbone, images, augment if view else None, seed=view,
-                                        size=spec.image_size, progress=progress(what))}
+                                        size=spec.image_size, progress=progress(what), precision=spec.precision)}
         return cached_features(cache_key(**key_parts, view=view, streamed=streamed), compute,
                                cache_dir)["features"]
 

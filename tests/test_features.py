@@ -61,6 +61,23 @@ def test_overlapped_extraction_gives_exactly_the_serial_results(backbone, images
     assert not np.array_equal(overlapped, extract(backbone, images, augment, seed=6, size=16, batch_size=16))
 
 
+def test_bf16_extraction_stays_close_to_fp32_and_auto_follows_the_cpu(images, monkeypatch):
+    torch.manual_seed(0)
+    conv = create_backbone("scratch", in_channels=1)
+    exact = extract(conv, images, size=16, batch_size=32)
+    fast = extract(conv, images, size=16, batch_size=32, precision="bf16")
+    assert fast.dtype == np.float32 and not np.array_equal(fast, exact)     # bf16 arithmetic did run
+    cosine = (fast * exact).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
+    assert cosine.min() > 0.99, cosine.min()
+    monkeypatch.setattr(features, "native_bf16", lambda: False)
+    assert features.resolve_precision("auto") == "fp32"
+    np.testing.assert_array_equal(extract(conv, images, size=16, batch_size=32, precision="auto"), exact)
+    monkeypatch.setattr(features, "native_bf16", lambda: True)
+    assert features.resolve_precision("auto") == "bf16" and features.resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        features.resolve_precision("fp16")
+
+
 class SlowBackbone(Backbone):
     """Preparation and forward pass that each take a fixed time and release the GIL (as torch ops do)."""
 
@@ -179,7 +196,8 @@ def test_a_hit_is_memory_mapped_and_computes_nothing(tmp_path):
 
 @pytest.mark.parametrize("part,value", [("weights", "other-weights"), ("size", 224), ("augment", "simclr"),
                                         ("seed", 1), ("n_views", 2), ("ids", ids_digest(["a", "c"])),
-                                        ("backbone", "resnet18"), ("root", "/data"), ("dataset", "mnist")])
+                                        ("backbone", "resnet18"), ("root", "/data"), ("dataset", "mnist"),
+                                        ("precision", "bf16")])
 def test_a_changed_key_never_serves_stale_features(tmp_path, part, value):
     old_key, new_key = cache_key(**PARTS), cache_key(**{**PARTS, part: value})
     assert old_key != new_key

@@ -58,6 +58,10 @@ def test_auto_mode_and_default_backbone_resolve():
     assert RunSpec(dataset="digits", backbone="mobilenet_v2").resolved().mode == "head"
     with pytest.raises(ConfigError, match="mode must be one of"):
         RunSpec(mode="sideways").resolved()
+    assert RunSpec(precision="fp32").resolved().precision == "fp32"
+    assert RunSpec().resolved().precision in ("fp32", "bf16")           # auto, as this CPU runs it
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        RunSpec(precision="fp8").resolved()
 
 
 def test_dataset_recipe_sits_under_explicit_options():
