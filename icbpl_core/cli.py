@@ -32,6 +32,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import backbone_names
     from .datasets import dataset_names
+    from .features import PRECISIONS
 
     parser = _Parser(prog="python -m icbpl_core", description="ICBPL image clustering: train, export, list runs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--image-size", type=_positive_int, metavar="PX", help="backbone input size (default: its own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
     model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
-    model.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    model.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, else fp32")
     model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
     opt = train.add_argument_group("training (defaults: TrainConfig's, then the dataset's recipe)")

@@ -76,6 +76,7 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":
         known = {f.name for f in fields(cls)} - {"train"}
+        data = {"precision": "fp32", **data}   # configs from before the option were extracted in fp32
         spec = cls(**{k: v for k, v in data.items() if k in known})
         spec.train = TrainConfig.from_dict(data.get("train", {}))
         return spec
@@ -213,8 +214,9 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     stored = spec.to_dict()
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state.get("spec") != stored:
-            changed = sorted(_diff(state.get("spec") or {}, stored))
+        saved = RunSpec.from_dict(state.get("spec") or {}).to_dict()   # older checkpoints lack newer fields
+        if saved != stored:
+            changed = sorted(_diff(saved, stored))
             raise ConfigError(f"cannot resume: the configuration differs from the checkpoint's "
                               f"({', '.join(changed)}); start a new run instead")
         trainer.load_state_dict(state["trainer"])

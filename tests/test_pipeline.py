@@ -79,6 +79,26 @@ def test_config_json_holds_everything_to_reproduce(tmp_path):
     assert run.metrics["n_clusters"] == 5 and len(run.assignments()) == 50
 
 
+def test_a_run_from_before_the_precision_option_resumes_in_fp32(tmp_path):
+    spec = RunSpec(dataset="digits", limit=50, train=TrainConfig(epochs=1, n_clusters=5)).resolved()
+    run = create_run(tmp_path, spec.to_dict())
+    pipeline.run(spec, run, cache_dir=tmp_path / "cache")
+    config = json.loads(run.file("config.json").read_text())
+    del config["precision"]                                    # as such runs were written
+    state = torch.load(run.file("checkpoint.pt"), weights_only=True)
+    del state["spec"]["precision"]
+    torch.save(state, run.file("checkpoint.pt"))
+    old = RunSpec.from_dict(config)
+    assert old.precision == "fp32"
+    events = []
+    pipeline.run(old, run, resume=True, on_event=events.append, cache_dir=tmp_path / "cache")
+    assert any(e["type"] == "resumed" for e in events)
+    state["spec"]["train"]["epochs"] = 2                       # a real difference is still refused
+    torch.save(state, run.file("checkpoint.pt"))
+    with pytest.raises(ConfigError, match="train.epochs: 2 -> 1"):
+        pipeline.run(old, run, resume=True, cache_dir=tmp_path / "cache")
+
+
 def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
     assert RunSpec(dataset="fashion-mnist").resolved().image_size == 96          # its default, mobilenet_v2
     assert RunSpec(dataset="fashion-mnist", backbone="resnet18").resolved().image_size == 96
