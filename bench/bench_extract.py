@@ -2,12 +2,14 @@
 bare forward pass on the same batches prepared beforehand, measured in one run.
 
     python bench/bench_extract.py [--n 5000] [--size 96] [--backbone mobilenet_v2] [--repeats 3]
+                                  [--precision auto|fp32|bf16]
 
 Images: the first N Fashion-MNIST test+train images (28x28 grey) when the files are
 found (Debian package dataset-fashion-mnist, or ./data), else random ones of that size.
 Rows (median and best over repeats, interleaved so that drift in machine load hits all alike):
-  bare forward      backbone(x) over batches prepared beforehand (the ceiling); the first
-                    --keep of them are reused in turn, so holding them costs no memory traffic
+  bare forward      backbone(x) over batches prepared beforehand (the ceiling), channels-last
+                    and in the same precision as the extract rows; the first --keep of them
+                    are reused in turn, so holding them costs no memory traffic
   extract           features.extract(): uint8 -> float, resize, normalise in a background
                     thread overlapping the forward pass (what head-only training runs)
   extract + augment the same with the dataset's augmentation (the cached views)
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from icbpl_core.augment import get_augmentation  # noqa: E402
 from icbpl_core.backbones import create_backbone  # noqa: E402
 from icbpl_core.datasets.base import ArrayDataset  # noqa: E402
-from icbpl_core.features import extract, extract_dataset  # noqa: E402
+from icbpl_core.features import PRECISIONS, extract, extract_dataset, resolve_precision  # noqa: E402
 
 
 def load_images(n: int) -> tuple[np.ndarray, str]:
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="precision of every row, bare pass included (auto: bf16 where the CPU has it)")
     parser.add_argument("--keep", type=int, default=4,
                         help="prepared batches kept in memory for the bare pass, reused in turn (0: all; "
                              "holding all 5000 prepared images, 550 MB at 96 px, slowed the bare pass here)")
@@ -57,27 +61,34 @@ def main() -> None:
                         help="comma-separated subset of: bare, extract, augment, serial, dataset")
     args = parser.parse_args()
     rows = args.rows.split(",")
+    precision = resolve_precision(args.precision)
 
     images, source = load_images(args.n)
     n = len(images)
     backbone = create_backbone(args.backbone)
-    backbone.eval()
+    backbone.eval().to(memory_format=torch.channels_last)
     aug_name, augment = get_augmentation("auto", images.shape[-1], images.shape[1])
     print(f"$ python bench/bench_extract.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"{args.backbone} at {args.size}px, {n} {source} images, batch {args.batch_size}, "
-          f"{args.repeats} repeats; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} repeats, {precision}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs")
 
     starts = list(range(0, n, args.batch_size))
     kept = starts[:args.keep] if args.keep else starts
     with torch.inference_mode():
         prepared = {s: backbone.prepare(torch.from_numpy(images[s:s + args.batch_size]).permute(0, 3, 1, 2)
-                                        .float().div_(255.0), args.size) for s in kept}
+                                        .float().div_(255.0), args.size).contiguous(memory_format=torch.channels_last)
+                    for s in kept}
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    with torch.inference_mode(), autocast():
         backbone(prepared[0][:8])                            # warm-up (allocator, kernels)
 
     def bare() -> None:
         # Batches of the same sizes as extract's; the first `keep` prepared ones are reused in turn.
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             for i, s in enumerate(starts):
                 x = prepared[kept[i % len(kept)]]
                 backbone(x[:min(args.batch_size, n - s)])
@@ -85,13 +96,17 @@ def main() -> None:
     dataset = ArrayDataset("bench", images)
     runs = {
         "bare": ("bare forward (pre-prepared)", bare),
-        "extract": ("extract", lambda: extract(backbone, images, size=args.size, batch_size=args.batch_size)),
+        "extract": ("extract", lambda: extract(backbone, images, size=args.size, batch_size=args.batch_size,
+                                        precision=precision)),
         "augment": (f"extract + augment ({aug_name})",
-                    lambda: extract(backbone, images, augment, seed=1, size=args.size, batch_size=args.batch_size)),
+                    lambda: extract(backbone, images, augment, seed=1, size=args.size, batch_size=args.batch_size,
+                                    precision=precision)),
         "serial": ("extract, serial (prefetch=0)",
-                   lambda: extract(backbone, images, size=args.size, batch_size=args.batch_size, prefetch=0)),
+                   lambda: extract(backbone, images, size=args.size, batch_size=args.batch_size, prefetch=0,
+                                   precision=precision)),
         "dataset": ("extract_dataset (lazy, decoded per image)",
-                    lambda: extract_dataset(backbone, dataset, input_size=args.size, batch_size=args.batch_size)),
+                    lambda: extract_dataset(backbone, dataset, input_size=args.size, batch_size=args.batch_size,
+                                            precision=precision)),
     }
     times: dict[str, list[float]] = {r: [] for r in rows}
     cpu: dict[str, list[float]] = {r: [] for r in rows}
