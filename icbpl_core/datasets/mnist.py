@@ -96,7 +96,8 @@ def load_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
 
 
 @register("fashion-mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, 10 classes",
-          default_backbone="mobilenet_v2", image_size=96)
+          default_backbone="mobilenet_v2", image_size=96,
+          train_defaults={"hidden_dim": 1024})   # ACC 0.711 -> 0.763 (3 seeds, docs/BENCHMARKS.md)
 def load_fashion_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("fashion-mnist", "FashionMNIST", FASHION_CLASSES, root, download,
                  system_dir=DEBIAN_FASHION_DIR, hint=" (or: apt-get install dataset-fashion-mnist)")
