@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", metavar="FILE", help="a local weights file for the backbone")
     model.add_argument("--mode", choices=["auto", "head", "finetune"], default="auto",
                        help="head: train the head on cached features; finetune: train on images (default: auto)")
-    model.add_argument("--image-size", type=_positive_int, metavar="PX", help="backbone input size (default: its own)")
+    model.add_argument("--image-size", type=_positive_int, metavar="PX",
+                       help="backbone input size (default: the dataset's; 96 for grey images of 32 px "
+                            "or less; else the backbone's own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
     model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
     model.add_argument("--precision", choices=PRECISIONS, default="auto",

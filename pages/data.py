@@ -242,7 +242,8 @@ with st.expander("Advanced training options"):
     init("d_size", int(draft.image_size or 0), 0, 1024)
     image_size = o4.number_input("Image size (0 = default)", min_value=0, max_value=1024, step=16, key="d_size",
                                  help="Input side of the backbone. 0: the dataset's choice for pretrained "
-                                      "backbones (96 px for 28 px images), else the backbone's own.")
+                                      "backbones (96 px for grey images of 32 px or less, such as "
+                                      "Fashion-MNIST), else the backbone's own.")
     heads = None
     if "n_heads" in recipe:
         init("d_heads", int(draft.train.get("n_heads", recipe["n_heads"])), 1, 64)

@@ -109,6 +109,45 @@ def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
     assert RunSpec(dataset="cifar10").resolved().image_size is None              # the backbone's own (224)
 
 
+class SizeRecordingBackbone(Backbone):
+    """Pretrained-looking, 224 px native input; records the input sides it is given."""
+    feature_dim = 4
+    input_size = 224
+    pretrained = True
+    weights_id = "size-recorder"
+    seen: set = set()
+
+    def forward(self, x):
+        SizeRecordingBackbone.seen.add(x.shape[-1])
+        return x.mean(dim=(2, 3)).repeat(1, 2)[:, :self.feature_dim] + torch.arange(self.feature_dim)
+
+
+@pytest.mark.parametrize("mode, given, expected", [("L", None, 96), ("RGB", None, 224), ("L", 64, 64)])
+def test_small_grey_folders_go_into_a_pretrained_backbone_at_96_px(tmp_path, mode, given, expected):
+    """A folder of 28 px grey PNGs gets the Fashion-MNIST recipe's 96 px, not the backbone's 224
+    (5.4x the compute for no better features); colour images and an explicit size are left alone."""
+    import numpy as np
+    from PIL import Image
+    register("test-size", "records input sizes", has_pretrained=True)(lambda **kw: SizeRecordingBackbone())
+    try:
+        rng = np.random.default_rng(0)
+        shape = (28, 28) if mode == "L" else (28, 28, 3)
+        for i in range(12):
+            path = tmp_path / "imgs" / "ab"[i % 2] / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(path)
+        spec = RunSpec(dataset="folder", data_root=str(tmp_path / "imgs"), backbone="test-size", image_size=given,
+                       n_views=1, train=TrainConfig(epochs=1, n_clusters=2, batch_size=4)).resolved()
+        SizeRecordingBackbone.seen = set()
+        events = []
+        pipeline.run(spec, create_run(tmp_path / "runs", spec.to_dict()), cache_dir=tmp_path / "cache",
+                     on_event=events.append)
+        assert SizeRecordingBackbone.seen == {expected}
+        assert [e["input_size"] for e in events if e["type"] == "data"] == [expected]
+    finally:
+        BACKBONES.pop("test-size")
+
+
 def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatch):
     """Head mode never loads a big folder into memory; features match the in-memory path's."""
     import numpy as np
