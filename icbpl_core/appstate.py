@@ -155,7 +155,7 @@ def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
                       ("lr", "--lr"), ("latent_dim", "--latent-dim"), ("hidden_dim", "--hidden-dim"),
                       ("w_mmd", "--w-mmd"), ("w_aug", "--w-aug"), ("w_knn", "--w-knn"), ("w_cos", "--w-cos"),
                       ("n_neighbors", "--neighbors"), ("refresh_every", "--refresh-every"), ("n_heads", "--heads"),
-                      ("seed", "--seed")):
+                      ("select_head_after", "--select-head-after"), ("seed", "--seed")):
         if key in train:
             args += [flag, _num(train[key])]
     args += ["--runs-dir", str(runs_dir)]

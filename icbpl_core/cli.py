@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"re-mine neighbours in latent space every R epochs, 0: never (default {d.refresh_every})")
     opt.add_argument("--heads", type=_positive_int, metavar="H",
                      help=f"heads trained together; the lowest-loss one predicts (default {d.n_heads})")
+    opt.add_argument("--select-head-after", type=int, metavar="E",
+                     help=f"with several heads, keep only the lowest-loss one after E epochs, 0: never "
+                          f"(default {d.select_head_after})")
     opt.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--runs-dir", required=True, metavar="DIR", help="where run folders are created")
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -109,7 +112,7 @@ def _spec_from_args(args):
         args.dataset, n_clusters=args.clusters, latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, w_mmd=args.w_mmd, w_aug=args.w_aug,
         w_knn=args.w_knn, w_cos=args.w_cos, n_neighbors=args.neighbors, refresh_every=args.refresh_every,
-        n_heads=args.heads, seed=args.seed)
+        n_heads=args.heads, select_head_after=args.select_head_after, seed=args.seed)
     return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
                    backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
                    image_size=args.image_size, augment=args.augment, n_views=args.views, precision=args.precision,

@@ -24,6 +24,7 @@ class TrainConfig:
     n_neighbors: int = 20          # k of the neighbour loss (SCAN: 20 on 10-class sets)
     refresh_every: int = 0         # re-mine neighbours in latent space every R epochs (0: never)
     n_heads: int = 1               # heads trained together; the lowest-loss one predicts
+    select_head_after: int = 10    # with several heads: keep only the lowest-loss one after E epochs (0: never)
     seed: int = 0
 
     @property
@@ -42,6 +43,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if min(self.w_mmd, self.w_aug, self.w_knn, self.w_cos) < 0:
             raise ValueError("loss weights must be non-negative")
+        if self.select_head_after < 0:
+            raise ValueError("select_head_after must be 0 (keep every head) or a positive number of epochs")
         if self.refresh_every < 0:
             raise ValueError("refresh_every must be 0 (never) or a positive number of epochs")
 

@@ -26,13 +26,14 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
     each feature's standard deviation) that makes the augmented view when fit() is
     given no `views`. After fit: labels_, latents_, centroids_ (PEDCC), neighbors_,
     history_ (per-epoch losses and metrics), best_head_ (the lowest-loss of the
-    n_heads heads, the one that predicts), n_features_in_.
+    n_heads heads, the one that predicts; after select_head_after epochs only it trains on),
+    n_features_in_.
     """
 
     def __init__(self, n_clusters: int = 10, latent_dim: int = 100, hidden_dim: int = 512,
                  epochs: int = 60, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
                  w_mmd: float = 20.0, w_aug: float = 1.0, w_knn: float = 5.0, w_cos: float = 1.0,
-                 n_neighbors: int = 20, refresh_every: int = 0, n_heads: int = 1, view_noise: float = 0.1,
+                 n_neighbors: int = 20, refresh_every: int = 0, n_heads: int = 1, select_head_after: int = 10, view_noise: float = 0.1,
                  random_state: int = 0, verbose: bool = False) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -48,6 +49,7 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.refresh_every = refresh_every
         self.n_heads = n_heads
+        self.select_head_after = select_head_after
         self.view_noise = view_noise
         self.random_state = random_state
         self.verbose = verbose
@@ -57,7 +59,8 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
                            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, w_mmd=self.w_mmd, w_aug=self.w_aug,
                            w_knn=self.w_knn, w_cos=self.w_cos, n_neighbors=self.n_neighbors,
-                           refresh_every=self.refresh_every, n_heads=self.n_heads, seed=self.random_state)
+                           refresh_every=self.refresh_every, n_heads=self.n_heads,
+                           select_head_after=self.select_head_after, seed=self.random_state)
 
     def fit(self, X, y=None, views=None) -> "ICBPL":
         """Train on X (n_samples, n_features). `views` (n_views, n_samples, n_features)

@@ -47,6 +47,14 @@ class MultiHead(nn.Module):
         for head in self.heads:
             head.set_input_stats(features)
 
+    @property
+    def n_heads(self) -> int:
+        return len(self.heads)
+
+    def keep_head(self, index: int) -> None:
+        """Drop every head but `index` (training then costs one head, not H)."""
+        self.heads = nn.ModuleList([self.heads[index]])
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.stack([head(features) for head in self.heads])
 
@@ -58,6 +66,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+
+    @property
+    def n_heads(self) -> int:
+        return self.head.n_heads
+
+    def keep_head(self, index: int) -> None:
+        self.head.keep_head(index)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))

@@ -7,7 +7,9 @@ Per step, for a batch of indices and each of the model's H heads:
 The bank holds every image's latest latent: anchors overwrite theirs each step, and
 every `refresh_every` epochs all latents are recomputed and neighbours re-mined among
 them (in the best head's space). After each epoch the head with the lowest mean loss
-becomes the one that predicts. Each epoch draws its randomness from a generator seeded
+becomes the one that predicts; after `select_head_after` epochs the others are dropped,
+since the loss ranks the heads early (docs/BENCHMARKS.md), and training goes on at the
+cost of one head. Each epoch draws its randomness from a generator seeded
 by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly as if
 never interrupted.
 """
@@ -49,14 +51,28 @@ class Trainer:
         self.labels = labels
         self.on_event = on_event or (lambda event: None)
         self.eval_batch_size = eval_batch_size
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the model has no trainable parameters")
-        self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = self._make_optimizer()
         self.epoch = 0                      # epochs completed
         self.history: list[dict] = []
         self.bank: torch.Tensor | None = None    # (H, N, d)
         self.best_head = 0
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        return torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def keep_best_head(self) -> None:
+        """Drop every head but the best; the kept parameters keep their Adam moments."""
+        old = self.optimizer
+        self.model.keep_head(self.best_head)
+        self.bank = self.bank[self.best_head:self.best_head + 1].clone()
+        self.best_head = 0
+        self.optimizer = self._make_optimizer()
+        for p in self.optimizer.param_groups[0]["params"]:
+            if p in old.state:
+                self.optimizer.state[p] = old.state[p]
 
     # -- state, for checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
@@ -65,6 +81,10 @@ class Trainer:
                 "history": self.history, "best_head": self.best_head}
 
     def load_state_dict(self, state: dict) -> None:
+        bank = state["bank"]
+        if bank is not None and self.model.n_heads > bank.shape[0] == 1:   # saved after the heads were selected
+            self.model.keep_head(0)
+            self.optimizer = self._make_optimizer()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
@@ -172,6 +192,9 @@ class Trainer:
                       "seconds": time.perf_counter() - started}
             if len(head_sums) > 1:
                 record.update(head_losses=(head_sums / steps).tolist(), best_head=self.best_head)
+            if len(head_sums) > 1 and cfg.select_head_after and self.epoch >= cfg.select_head_after:
+                record["kept_head"] = self.best_head
+                self.keep_best_head()
             clusters = self.assign(self.bank[self.best_head])
             record["n_clusters_used"] = int(np.unique(clusters).size)
             if self.labels is not None:

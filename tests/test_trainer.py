@@ -17,9 +17,10 @@ def _blobs(n=600, k=4, dim=20, seed=0):
     return (centres[labels] + rng.standard_normal((n, dim))).astype(np.float32), labels
 
 
-def _trainer(x, labels, epochs, seed=0, events=None, n_heads=1):
+def _trainer(x, labels, epochs, seed=0, events=None, n_heads=1, select_head_after=10):
     cfg = TrainConfig(n_clusters=4, latent_dim=16, hidden_dim=64, epochs=epochs, batch_size=100,
-                      n_neighbors=10, refresh_every=2, seed=seed, n_heads=n_heads)
+                      n_neighbors=10, refresh_every=2, seed=seed, n_heads=n_heads,
+                      select_head_after=select_head_after)
     torch.manual_seed(seed)
     head = MultiHead(x.shape[1], cfg.hidden_dim, cfg.latent_dim, n_heads)
     head.set_input_stats(torch.from_numpy(x))
@@ -60,6 +61,35 @@ def test_resuming_from_a_state_dict_continues_exactly():
     torch.manual_seed(123)             # fresh process: different global RNG state
     resumed.load_state_dict(state)
     assert resumed.epoch == 3
+    assert torch.equal(resumed.fit().latents(), straight)
+
+
+def test_several_heads_narrow_to_the_lowest_loss_one_after_select_head_after_epochs():
+    x, labels = _blobs()
+    events = []
+    trainer = _trainer(x, labels, epochs=8, n_heads=3, select_head_after=2, events=events).fit()
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [len(e.get("head_losses", [])) for e in epochs] == [3, 3] + [0] * 6
+    kept = epochs[1]["kept_head"]
+    assert kept == int(np.argmin(epochs[1]["head_losses"])) and "kept_head" not in epochs[0]
+    assert trainer.model.n_heads == 1 and trainer.bank.shape[0] == 1 and trainer.best_head == 0
+    assert len(trainer.optimizer.param_groups[0]["params"]) == len(list(trainer.model.parameters()))
+    assert epochs[-1]["metrics"]["acc"] > 0.95
+    # The kept head trains exactly as it would beside the others (its Adam moments go with it).
+    every = _trainer(x, labels, epochs=8, n_heads=3, select_head_after=0).fit()
+    assert every.model.n_heads == 3 and every.best_head == kept
+    assert torch.equal(trainer.latents(), every.latents())
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])     # before and after the heads were narrowed
+def test_resuming_across_head_selection_continues_exactly(stop_after):
+    x, labels = _blobs()
+    straight = _trainer(x, labels, epochs=4, n_heads=3, select_head_after=2).fit().latents()
+    first = _trainer(x, labels, epochs=4, n_heads=3, select_head_after=2)
+    first.config.epochs = stop_after
+    first.fit()
+    resumed = _trainer(x, labels, epochs=4, n_heads=3, select_head_after=2)
+    resumed.load_state_dict(first.state_dict())
     assert torch.equal(resumed.fit().latents(), straight)
 
 
