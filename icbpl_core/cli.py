@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--heads", type=_positive_int, metavar="H",
                      help=f"heads trained together; the lowest-loss one predicts (default {d.n_heads})")
     opt.add_argument("--select-head-after", type=int, metavar="E",
-                     help=f"with several heads, keep only the lowest-loss one after E epochs, 0: never "
-                          f"(default {d.select_head_after})")
+                     help=f"head mode with several heads: only the lowest-loss one trains on after E epochs, "
+                          f"0: never (default {d.select_head_after})")
     opt.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--runs-dir", required=True, metavar="DIR", help="where run folders are created")
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -24,7 +24,7 @@ class TrainConfig:
     n_neighbors: int = 20          # k of the neighbour loss (SCAN: 20 on 10-class sets)
     refresh_every: int = 0         # re-mine neighbours in latent space every R epochs (0: never)
     n_heads: int = 1               # heads trained together; the lowest-loss one predicts
-    select_head_after: int = 10    # with several heads: keep only the lowest-loss one after E epochs (0: never)
+    select_head_after: int = 10    # head-only, several heads: keep only the lowest-loss one after E epochs (0: never)
     seed: int = 0
 
     @property

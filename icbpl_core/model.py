@@ -71,8 +71,5 @@ class Encoder(nn.Module):
     def n_heads(self) -> int:
         return self.head.n_heads
 
-    def keep_head(self, index: int) -> None:
-        self.head.keep_head(index)
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))

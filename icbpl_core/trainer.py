@@ -7,9 +7,11 @@ Per step, for a batch of indices and each of the model's H heads:
 The bank holds every image's latest latent: anchors overwrite theirs each step, and
 every `refresh_every` epochs all latents are recomputed and neighbours re-mined among
 them (in the best head's space). After each epoch the head with the lowest mean loss
-becomes the one that predicts; after `select_head_after` epochs the others are dropped,
-since the loss ranks the heads early (docs/BENCHMARKS.md), and training goes on at the
-cost of one head. Each epoch draws its randomness from a generator seeded
+becomes the one that predicts. Independent heads (head-only training) are narrowed to
+that one after `select_head_after` epochs, since the loss ranks them early
+(docs/BENCHMARKS.md): the kept head then trains on exactly as beside the others, at the
+cost of one. Heads on a shared trainable encoder all shape it, so they are never dropped
+(narrowing them cost digits 8 points on one seed). Each epoch draws its randomness from a generator seeded
 by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly as if
 never interrupted.
 """
@@ -25,6 +27,7 @@ from torch import nn
 from .config import TrainConfig
 from .losses import icbpl_loss
 from .metrics import evaluate
+from .model import MultiHead
 from .neighbours import cosine_topk
 
 EventSink = Callable[[dict], None]
@@ -192,7 +195,8 @@ class Trainer:
                       "seconds": time.perf_counter() - started}
             if len(head_sums) > 1:
                 record.update(head_losses=(head_sums / steps).tolist(), best_head=self.best_head)
-            if len(head_sums) > 1 and cfg.select_head_after and self.epoch >= cfg.select_head_after:
+            if (len(head_sums) > 1 and cfg.select_head_after and self.epoch >= cfg.select_head_after
+                    and isinstance(self.model, MultiHead)):
                 record["kept_head"] = self.best_head
                 self.keep_best_head()
             clusters = self.assign(self.bank[self.best_head])

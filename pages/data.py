@@ -244,11 +244,12 @@ with st.expander("Advanced training options"):
                                  help="Input side of the backbone. 0: the dataset's choice for pretrained "
                                       "backbones (96 px for grey images of 32 px or less, such as "
                                       "Fashion-MNIST), else the backbone's own.")
-    heads = None
-    if "n_heads" in recipe:
-        init("d_heads", int(draft.train.get("n_heads", recipe["n_heads"])), 1, 64)
-        heads = o5.number_input("Heads", min_value=1, max_value=64, key="d_heads",
-                                help="Projection heads trained together; the one with the lowest loss predicts.")
+    init("d_heads", int(draft.train.get("n_heads", defaults.n_heads)), 1, 64)
+    heads = o5.number_input("Heads", min_value=1, max_value=64, key="d_heads",
+                            help="Projection heads trained together; the lowest-loss one predicts. Guards "
+                                 "against a poor start. In head mode only that one trains on after "
+                                 f"{defaults.select_head_after} epochs, so it costs little; in finetune "
+                                 "mode all of them train to the end.")
     p1, p2 = st.columns(2)
     init("d_augment", draft.augment if draft.augment in AUGMENTS else "auto")
     augment = p1.selectbox("Augmentation", AUGMENTS, key="d_augment",
@@ -259,8 +260,8 @@ with st.expander("Advanced training options"):
 
 train = {**draft.train, "n_clusters": int(k), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
          "latent_dim": int(latent), "hidden_dim": int(hidden), "n_neighbors": int(neighbors),
-         "refresh_every": int(refresh), "seed": int(seed), **{t: float(w) for t, w in weights.items()},
-         **({"n_heads": int(heads)} if heads is not None else {})}
+         "refresh_every": int(refresh), "n_heads": int(heads), "seed": int(seed),
+         **{t: float(w) for t, w in weights.items()}}
 draft = appstate.Draft(dataset=name, data_root=root, limit=int(limit) or None, backbone=backbone, mode=mode,
                        pretrained=bool(pretrained), image_size=int(image_size) or None, augment=augment,
                        n_views=int(views), download=bool(download), train=train)

@@ -119,9 +119,9 @@ def test_batchnorm_statistics_are_exact_before_eval_latents():
     images = ds.to_array()
     torch.manual_seed(0)
     backbone = create_backbone("scratch", in_channels=1)
-    model = Encoder(backbone, MultiHead(backbone.feature_dim, 64, 16))
+    model = Encoder(backbone, MultiHead(backbone.feature_dim, 64, 16, n_heads=2))
     pixels = images.reshape(len(images), -1).astype(np.float32)
-    cfg = TrainConfig(n_clusters=10, latent_dim=16, epochs=2, batch_size=100, seed=0)
+    cfg = TrainConfig(n_clusters=10, latent_dim=16, epochs=2, batch_size=100, seed=0, n_heads=2, select_head_after=1)
     trainer = Trainer(model, ImageSource(images, backbone, grey_affine), make_pedcc(10, 16, 0),
                       cosine_topk(pixels - pixels.mean(0), 10)[0], cfg, labels=ds.labels).fit()
     in_training = trainer.history[-1]["n_clusters_used"]
@@ -129,6 +129,7 @@ def test_batchnorm_statistics_are_exact_before_eval_latents():
     assert in_training >= 8 and final >= in_training - 1
     norm = backbone.stage1[0][1]
     assert norm.momentum == 0.1                       # restored after the exact pass
+    assert model.n_heads == 2 and "kept_head" not in trainer.history[0]   # heads sharing an encoder stay
 
 
 def test_views_as_a_list_of_arrays_give_the_same_batches_as_one_stacked_array():
