@@ -67,6 +67,8 @@ def test_auto_mode_and_default_backbone_resolve():
 def test_dataset_recipe_sits_under_explicit_options():
     assert TrainConfig.for_dataset("digits").hidden_dim == 1024            # the recipe
     assert TrainConfig.for_dataset("fashion-mnist").hidden_dim == 1024
+    assert TrainConfig.for_dataset("fashion-mnist").n_heads == 4
+    assert TrainConfig.for_dataset("fashion-mnist", n_heads=1).n_heads == 1
     assert TrainConfig.for_dataset("digits", hidden_dim=64).hidden_dim == 64
     assert TrainConfig.for_dataset("folder").hidden_dim == TrainConfig().hidden_dim
 
