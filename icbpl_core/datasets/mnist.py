@@ -97,7 +97,7 @@ def load_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
 
 # Head 1024 wide: ACC median 0.754 over 3 seeds on all 70,000 images; 512 wide gave 0.711 (seed 0).
 # 4 heads, narrowed to the lowest-loss one after 10 epochs: the weakest of 3 seeds 0.707 -> 0.742,
-# the other two unchanged, for 1.3x the wall time (docs/BENCHMARKS.md).
+# the other two unchanged, for 1.44x the wall time (docs/BENCHMARKS.md).
 @register("fashion-mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, 10 classes",
           default_backbone="mobilenet_v2", image_size=96, train_defaults={"hidden_dim": 1024, "n_heads": 4})
 def load_fashion_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
