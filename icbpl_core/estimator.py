@@ -33,8 +33,8 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_clusters: int = 10, latent_dim: int = 100, hidden_dim: int = 512,
                  epochs: int = 60, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
                  w_mmd: float = 20.0, w_aug: float = 1.0, w_knn: float = 5.0, w_cos: float = 1.0,
-                 n_neighbors: int = 20, refresh_every: int = 0, n_heads: int = 1, select_head_after: int = 10, view_noise: float = 0.1,
-                 random_state: int = 0, verbose: bool = False) -> None:
+                 n_neighbors: int = 20, refresh_every: int = 0, n_heads: int = 1, select_head_after: int = 10,
+                 view_noise: float = 0.1, random_state: int = 0, verbose: bool = False) -> None:
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim

@@ -154,8 +154,8 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
     shape = list(images.shape[1:]) if images is not None else [side, side, channels]
     aug_name, augment = get_augmentation(spec.augment, channels, shape[0])
     k = min(cfg.n_neighbors, n - 1)
-    emit({"type": "data", "n_images": n, "shape": shape, "input_size": side, "labels": dataset.has_labels, "backbone": spec.backbone,
-          "mode": spec.mode, "augment": aug_name, "streamed": streamed})
+    emit({"type": "data", "n_images": n, "shape": shape, "input_size": side, "labels": dataset.has_labels,
+          "backbone": spec.backbone, "mode": spec.mode, "augment": aug_name, "streamed": streamed})
 
     def progress(what: str) -> Callable[[int, int], None]:
         last = [0.0]

@@ -11,9 +11,9 @@ becomes the one that predicts. Independent heads (head-only training) are narrow
 that one after `select_head_after` epochs, since the loss ranks them early
 (docs/BENCHMARKS.md): the kept head then trains on exactly as beside the others, at the
 cost of one. Heads on a shared trainable encoder all shape it, so they are never dropped
-(narrowing them cost digits 8 points on one seed). Each epoch draws its randomness from a generator seeded
-by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly as if
-never interrupted.
+(narrowing them cost digits 8 points on one seed). Each epoch draws its randomness from
+a generator seeded by (seed, epoch), so a run resumed from an epoch checkpoint continues
+exactly as if never interrupted.
 """
 from __future__ import annotations
 
