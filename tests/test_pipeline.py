@@ -111,6 +111,17 @@ def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
     assert RunSpec(dataset="cifar10").resolved().image_size is None              # the backbone's own (224)
 
 
+def _random_png_folder(root, n: int, shape: tuple[int, ...]) -> None:
+    """n random PNGs of `shape` ((H, W): grey, (H, W, 3): colour) in two class folders, a and b."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = root / "ab"[i % 2] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(path)
+
+
 class SizeRecordingBackbone(Backbone):
     """Pretrained-looking, 224 px native input; records the input sides it is given."""
     feature_dim = 4
@@ -128,16 +139,9 @@ class SizeRecordingBackbone(Backbone):
 def test_small_grey_folders_go_into_a_pretrained_backbone_at_96_px(tmp_path, mode, given, expected):
     """A folder of 28 px grey PNGs gets the Fashion-MNIST recipe's 96 px, not the backbone's 224
     (5.4x the compute for no better features); colour images and an explicit size are left alone."""
-    import numpy as np
-    from PIL import Image
     register("test-size", "records input sizes", has_pretrained=True)(lambda **kw: SizeRecordingBackbone())
     try:
-        rng = np.random.default_rng(0)
-        shape = (28, 28) if mode == "L" else (28, 28, 3)
-        for i in range(12):
-            path = tmp_path / "imgs" / "ab"[i % 2] / f"{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(path)
+        _random_png_folder(tmp_path / "imgs", 12, (28, 28) if mode == "L" else (28, 28, 3))
         spec = RunSpec(dataset="folder", data_root=str(tmp_path / "imgs"), backbone="test-size", image_size=given,
                        n_views=1, train=TrainConfig(epochs=1, n_clusters=2, batch_size=4)).resolved()
         SizeRecordingBackbone.seen = set()
@@ -153,12 +157,7 @@ def test_small_grey_folders_go_into_a_pretrained_backbone_at_96_px(tmp_path, mod
 def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatch):
     """Head mode never loads a big folder into memory; features match the in-memory path's."""
     import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        path = tmp_path / "imgs" / "ab"[i % 2] / f"{i}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path)
+    _random_png_folder(tmp_path / "imgs", 40, (24, 24, 3))
     spec = RunSpec(dataset="folder", data_root=str(tmp_path / "imgs"), backbone="mobilenet_v2", image_size=32,
                    n_views=1, train=TrainConfig(epochs=1, n_clusters=2, batch_size=16)).resolved()
     in_memory = create_run(tmp_path / "a", spec.to_dict())
