@@ -50,6 +50,7 @@ class Draft:
     image_size: int | None = None
     augment: str = "auto"
     n_views: int = 4
+    average_views: bool = True
     download: bool = False
     train: dict = field(default_factory=lambda: train_defaults(DEFAULT_DATASET))
 
@@ -71,7 +72,8 @@ class Draft:
         return RunSpec(dataset=self.dataset, data_root=self.data_root or None, download=self.download,
                        limit=self.limit or None, backbone=self.backbone or None, pretrained=self.pretrained,
                        mode=self.mode, image_size=self.image_size or None, augment=self.augment,
-                       n_views=int(self.n_views), train=TrainConfig.from_dict(self.train))
+                       n_views=int(self.n_views), average_views=bool(self.average_views),
+                       train=TrainConfig.from_dict(self.train))
 
 
 def problems(draft: Draft, n_images: int | None = None) -> list[str]:
@@ -149,6 +151,8 @@ def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
         args += ["--augment", str(config["augment"])]
     if config.get("n_views") is not None:
         args += ["--views", str(config["n_views"])]
+    if config.get("average_views") is False:
+        args.append("--no-average-views")
     if config.get("precision"):
         args += ["--precision", str(config["precision"])]
     for key, flag in (("n_clusters", "--clusters"), ("epochs", "--epochs"), ("batch_size", "--batch-size"),

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or less; else the backbone's own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
     model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
+    model.add_argument("--no-average-views", dest="average_views", action="store_false",
+                       help="head mode: predict from the image's latent alone, not the mean over it and its views")
     model.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, else fp32")
     model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
@@ -115,8 +117,8 @@ def _spec_from_args(args):
         n_heads=args.heads, select_head_after=args.select_head_after, seed=args.seed)
     return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
                    backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
-                   image_size=args.image_size, augment=args.augment, n_views=args.views, precision=args.precision,
-                   train=train)
+                   image_size=args.image_size, augment=args.augment, n_views=args.views,
+                   average_views=args.average_views, precision=args.precision, train=train)
 
 
 def _train(args) -> int:

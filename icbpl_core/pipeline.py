@@ -49,6 +49,7 @@ class RunSpec:
     image_size: int | None = None    # None: the backbone's input size
     augment: str = "auto"
     n_views: int = 4                 # head mode: cached augmented views per image
+    average_views: bool = True       # head mode: predict from the mean latent over the image and its views
     precision: str = "auto"          # feature extraction: fp32, bf16, auto (bf16 where the CPU has it)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -235,7 +236,8 @@ def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids:
     import pandas as pd
 
     cfg = spec.train
-    z = trainer.latents()
+    views = source.views if spec.average_views and isinstance(source, FeatureSource) and source.views else ()
+    z = trainer.latents(views)
     sims = (z @ torch.from_numpy(centroids).T).numpy()
     top2 = np.sort(sims, axis=1)[:, -2:]
     clusters = sims.argmax(axis=1)
@@ -250,7 +252,8 @@ def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids:
                           "cluster": clusters, "confidence": confidence.round(6), "margin": margin.round(6)})
     metrics: dict = {"n_clusters": cfg.n_clusters, "n_samples": len(dataset),
                      "n_clusters_used": int(np.unique(clusters).size),
-                     "mean_confidence": float(confidence.mean()), "epochs": trainer.epoch}
+                     "mean_confidence": float(confidence.mean()), "epochs": trainer.epoch,
+                     "views_averaged": len(views)}
     labels = dataset.labels
     if labels is not None:
         metrics.update(evaluate(labels, clusters, cfg.n_clusters))

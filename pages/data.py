@@ -250,13 +250,17 @@ with st.expander("Advanced training options"):
                                  "against a poor start. In head mode only that one trains on after "
                                  f"{defaults.select_head_after} epochs, so it costs little; in finetune "
                                  "mode all of them train to the end.")
-    p1, p2 = st.columns(2)
+    p1, p2, p3 = st.columns(3)
     init("d_augment", draft.augment if draft.augment in AUGMENTS else "auto")
     augment = p1.selectbox("Augmentation", AUGMENTS, key="d_augment",
                            help="auto: small rotations/shifts for small grey images, SimCLR-style otherwise.")
     init("d_pretrained", bool(draft.pretrained))
     pretrained = p2.checkbox("Use pretrained weights", key="d_pretrained",
                              help="Off: the backbone starts from random weights (then use finetune).")
+    init("d_average_views", bool(draft.average_views))
+    average_views = p3.checkbox("Predict from the mean over the views", key="d_average_views",
+                                help="Head mode: an image's latent is the mean over it and its cached "
+                                     "augmented views (about +0.5 ACC points on Fashion-MNIST).")
 
 train = {**draft.train, "n_clusters": int(k), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
          "latent_dim": int(latent), "hidden_dim": int(hidden), "n_neighbors": int(neighbors),
@@ -264,7 +268,8 @@ train = {**draft.train, "n_clusters": int(k), "epochs": int(epochs), "batch_size
          **{t: float(w) for t, w in weights.items()}}
 draft = appstate.Draft(dataset=name, data_root=root, limit=int(limit) or None, backbone=backbone, mode=mode,
                        pretrained=bool(pretrained), image_size=int(image_size) or None, augment=augment,
-                       n_views=int(views), download=bool(download), train=train)
+                       n_views=int(views), average_views=bool(average_views), download=bool(download),
+                       train=train)
 st.session_state["draft"] = draft.to_dict()
 
 problems = appstate.problems(draft, n_images)

@@ -157,12 +157,15 @@ def test_progress_from_events():
     assert format_seconds(None) == "—" and format_seconds(65) == "1m 05s" and format_seconds(3700) == "1h 01m"
 
 
-def test_the_reproduce_command_parses_back_to_the_same_config():
+@pytest.mark.parametrize("average_views", [True, False])
+def test_the_reproduce_command_parses_back_to_the_same_config(average_views):
     from icbpl_core.cli import _spec_from_args, build_parser
 
     spec = appstate.Draft(dataset="digits", limit=500, backbone="scratch", mode="finetune",
+                          average_views=average_views,
                           train={"n_clusters": 12, "epochs": 7, "w_mmd": 2.5, "seed": 4, "lr": 0.0005}).spec()
     config = spec.resolved().to_dict()
     command = appstate.train_command(config)
+    assert ("--no-average-views" in command) is not average_views
     args = build_parser().parse_args(shlex.split(command)[3:])
     assert _spec_from_args(args).resolved().to_dict() == config

@@ -193,7 +193,13 @@ def test_pretrained_head_mode_on_digits_uses_cached_features(tmp_path):
     assert "extracting" not in second.stderr            # served from the feature cache
     run_dir = Path(second.stdout.strip().splitlines()[-1])
     assert np.load(run_dir / "features.npy").shape == (300, 1280)
-    assert json.loads((run_dir / "metrics.json").read_text())["acc"] > 0.2   # chance is about 0.15
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["acc"] > 0.2 and metrics["views_averaged"] == 2   # chance is about 0.15
+    plain = Path(icbpl(*args, "--no-average-views").stdout.strip().splitlines()[-1])
+    assert json.loads((plain / "metrics.json").read_text())["views_averaged"] == 0
+    # the same training; only the prediction differs (each image's latent alone, not the mean over its views)
+    np.testing.assert_array_equal(np.load(plain / "pedcc.npy"), np.load(run_dir / "pedcc.npy"))
+    assert not np.allclose(np.load(plain / "latents.npy"), np.load(run_dir / "latents.npy"))
 
 
 def test_runs_with_other_seeds_share_the_extracted_features_and_views(tmp_path):

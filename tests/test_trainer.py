@@ -143,3 +143,18 @@ def test_views_as_a_list_of_arrays_give_the_same_batches_as_one_stacked_array():
     torch.testing.assert_close(stacked, listed)
     which = torch.randint(3, (len(idx),), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(listed, torch.from_numpy(views)[which, idx])   # view `which` of each row
+
+
+def test_latents_averaged_over_views_are_the_direction_of_the_mean_latent():
+    x, labels = _blobs()
+    trainer = _trainer(x, labels, epochs=2).fit()
+    rng = np.random.default_rng(1)
+    views = [torch.from_numpy(x + rng.normal(size=x.shape).astype(np.float32)) for _ in range(2)]
+    plain = trainer.latents()
+    with torch.no_grad():
+        trainer.model.eval()
+        mean = plain + sum(trainer.model(v)[0] for v in views)
+    averaged = trainer.latents(views)
+    torch.testing.assert_close(averaged, mean / mean.norm(dim=1, keepdim=True))
+    assert not torch.allclose(averaged, plain)
+    torch.testing.assert_close(trainer.latents([torch.from_numpy(x)] * 3), plain)   # identical views: no change
