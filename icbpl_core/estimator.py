@@ -27,7 +27,8 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
     given no `views`. After fit: labels_, latents_, centroids_ (PEDCC), neighbors_,
     history_ (per-epoch losses and metrics), best_head_ (the lowest-loss of the
     n_heads heads, the one that predicts; after select_head_after epochs only it trains on),
-    n_features_in_.
+    n_features_in_. labels_ and predict() use each row's own latent: views are a training
+    input here (the CLI and app's head mode also predict from the mean over the views).
     """
 
     def __init__(self, n_clusters: int = 10, latent_dim: int = 100, hidden_dim: int = 512,
