@@ -136,6 +136,10 @@ def _live(run) -> None:
         else:
             st.success(f"Finished: {metrics.get('n_clusters_used')}/{metrics.get('n_clusters')} clusters used, "
                        f"mean confidence {metrics.get('mean_confidence', float('nan')):.3f} (no labels)", icon=":material/check_circle:")
+        if metrics.get("views_averaged"):
+            st.caption(f"The final clusters come from each image's mean latent over it and its "
+                       f"{metrics['views_averaged']} cached augmented views; the live curves score each "
+                       "image's own latent, so they can read a little lower.")
     if progress.skipped:
         st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")
 

@@ -293,6 +293,21 @@ def test_train_page_on_a_finished_run(runs_env):
     assert len(plotly_figures(at)) == 2                    # losses per term, ACC/NMI
 
 
+def test_train_page_says_when_the_final_clusters_average_the_views(runs_env, tmp_path, monkeypatch):
+    import json
+    import shutil
+    _, labelled, _ = runs_env
+    assert "mean latent" not in texts(make_app("pages/train.py", labelled))   # finetune: own latents
+    copy = tmp_path / "runs" / labelled.name
+    shutil.copytree(labelled, copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps({**metrics, "views_averaged": 4}))
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(copy.parent))
+    at = make_app("pages/train.py", copy)
+    assert_clean(at)
+    assert "mean latent over it and its 4 cached augmented views" in texts(at)
+
+
 def test_train_page_unlabelled_run_has_no_acc(runs_env):
     _, _, unlabelled = runs_env
     at = make_app("pages/train.py", unlabelled)
