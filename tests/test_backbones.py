@@ -45,6 +45,23 @@ def test_fine_tuning_trains_only_the_last_blocks():
     assert not backbone.trunk.features[0][0].weight.requires_grad
 
 
+def test_mobilenet_v2_mid_is_the_pooled_grid_of_block_13_with_the_same_weights():
+    mid, full = create_backbone("mobilenet_v2_mid"), create_backbone("mobilenet_v2")
+    assert mid.pretrained and mid.weights_id == full.weights_id and mid.feature_dim == 96 * 9
+    images = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        features = mid(mid.prepare(images, 96))
+        block13 = full.trunk.features[:14](full.prepare(images, 96))            # (3, 96, 6, 6)
+    assert block13.shape == (3, 96, 6, 6)
+    # cell (i, j) of the 3 x 3 grid is the mean of the 2 x 2 patch of block 13's map it covers
+    expected = block13.reshape(3, 96, 3, 2, 3, 2).mean((3, 5)).flatten(1)
+    torch.testing.assert_close(features, expected)
+    assert not torch.allclose(features[:, :9], features[:, :9].mean(1, keepdim=True))   # where things are counts
+    mid.set_trainable()
+    trained = {".".join(n.split(".")[:3]) for n, p in mid.named_parameters() if p.requires_grad}
+    assert trained == {"trunk.features.12", "trunk.features.13"}
+
+
 def test_scratch_encoder_handles_small_and_larger_images():
     backbone = create_backbone("scratch", in_channels=1)
     assert not backbone.pretrained

@@ -9,7 +9,9 @@ checkpoint instead, in any of the self-supervised layouts checkpoints.py knows.
 
 The feature is the pooled pre-classifier feature: the classification layer is replaced
 by an identity, everything before it (pooling, a ConvNeXt's final LayerNorm, a ViT's
-final norm and class token) is kept.
+final norm and class token) is kept. A model with a `tap` instead stops after a middle
+block of its `features` and average-pools that map to a small grid, flattened: where
+in the image each part sits survives, which global pooling discards.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class TorchvisionModel:
     variant: str = ""                  # "cifar": 3x3 stride-1 stem, no max-pool (32x32 ResNets)
     weights_url: str | None = None     # instead of torchvision's weights: a self-supervised checkpoint,
     weights_file: str | None = None    # ... cached under this name (default: the URL's file name)
+    tap: tuple[int, int] | None = None  # (block, grid): features[:block + 1], map pooled to grid x grid
 
 
 def _vit_blocks(first: int, last: int) -> tuple[str, ...]:
@@ -88,6 +91,13 @@ MODELS: dict[str, TorchvisionModel] = {
                                      ("features.16", "features.17", "features.18"), "classifier",
                                      description="MobileNetV2, torchvision ImageNet weights (bundled offline), "
                                                  "1280-d"),
+    # Block 13's 96 channels on a 3 x 3 grid: on Fashion-MNIST its 20 nearest neighbours share the
+    # label 6-7 points more often than those of the final pooled 1280-d feature (docs/BENCHMARKS.md).
+    "mobilenet_v2_mid": TorchvisionModel("mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 96 * 9,
+                                         ("features.12", "features.13"), "classifier", tap=(13, 3),
+                                         description="MobileNetV2 up to block 13, its map pooled to a 3x3 "
+                                                     "grid, 864-d: keeps where the parts of an object are "
+                                                     "(small grey images; weights bundled offline)"),
 }
 
 
@@ -192,6 +202,19 @@ class TrunkBackbone(Backbone):
 TorchvisionBackbone = TrunkBackbone   # the name earlier code used
 
 
+class GridTap(nn.Module):
+    """The first blocks of a network's `features`, their output average-pooled to grid x grid and
+    flattened (block names stay `features.<i>`, so fine-tuning addresses them as in the full model)."""
+
+    def __init__(self, features: nn.Sequential, grid: int) -> None:
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+
 def weights_enum(spec: TorchvisionModel):
     import torchvision.models as tvm
 
@@ -250,6 +273,9 @@ def build_torchvision(name: str, pretrained: bool = True, in_channels: int = 3,
         source = f"imagenet:{file_name}"
     else:
         drop_head(model, spec.head)
+    if spec.tap is not None:
+        block, grid = spec.tap
+        model = GridTap(model.features[:block + 1], grid)
     backbone = TrunkBackbone(model, spec.feature_dim, spec.trainable, spec.input_size)
     backbone.pretrained = bool(weights) or pretrained
     backbone.weights_id, backbone.source = weights_id, source
