@@ -103,7 +103,7 @@ def test_a_run_from_before_the_precision_option_resumes_in_fp32(tmp_path):
 
 
 def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
-    assert RunSpec(dataset="fashion-mnist").resolved().image_size == 96          # its default, mobilenet_v2
+    assert RunSpec(dataset="fashion-mnist").resolved().image_size == 96          # its default, mobilenet_v2_mid
     assert RunSpec(dataset="fashion-mnist", backbone="resnet18").resolved().image_size == 96
     assert RunSpec(dataset="fashion-mnist", image_size=128).resolved().image_size == 128
     assert RunSpec(dataset="fashion-mnist", backbone="scratch").resolved().image_size is None
