@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -91,14 +91,14 @@ MODELS: dict[str, TorchvisionModel] = {
                                      ("features.16", "features.17", "features.18"), "classifier",
                                      description="MobileNetV2, torchvision ImageNet weights (bundled offline), "
                                                  "1280-d"),
-    # Block 13's 96 channels on a 3 x 3 grid: on Fashion-MNIST its 20 nearest neighbours share the
-    # label 6-7 points more often than those of the final pooled 1280-d feature (docs/BENCHMARKS.md).
-    "mobilenet_v2_mid": TorchvisionModel("mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 96 * 9,
-                                         ("features.12", "features.13"), "classifier", tap=(13, 3),
-                                         description="MobileNetV2 up to block 13, its map pooled to a 3x3 "
-                                                     "grid, 864-d: keeps where the parts of an object are "
-                                                     "(small grey images; weights bundled offline)"),
 }
+# Block 13's 96 channels on a 3 x 3 grid: on Fashion-MNIST its 20 nearest neighbours share the
+# label 6-7 points more often than those of the final pooled 1280-d feature (docs/BENCHMARKS.md).
+MODELS["mobilenet_v2_mid"] = replace(MODELS["mobilenet_v2"], feature_dim=96 * 9, tap=(13, 3),
+                                     trainable=("features.12", "features.13"),
+                                     description="MobileNetV2 up to block 13, its map pooled to a 3x3 grid, "
+                                                 "864-d: keeps where the parts of an object are (small grey "
+                                                 "images; weights bundled offline)")
 
 
 def hub_checkpoint_dir() -> Path:
