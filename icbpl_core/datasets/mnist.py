@@ -99,7 +99,7 @@ def load_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
 # 4 heads, narrowed to the lowest-loss one after 10 epochs: the weakest of 3 seeds 0.707 -> 0.742,
 # the other two unchanged, for 1.44x the wall time. Backbone mobilenet_v2_mid (block 13 on a 3x3
 # grid, which keeps where the collar, sleeves and buttons are): kNN20 purity 0.877 against 0.819,
-# seed 0 ACC 0.776 against 0.758 (docs/BENCHMARKS.md).
+# ACC median 0.776 over 3 seeds against 0.758 (docs/BENCHMARKS.md).
 @register("fashion-mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, 10 classes",
           default_backbone="mobilenet_v2_mid", image_size=96, train_defaults={"hidden_dim": 1024, "n_heads": 4})
 def load_fashion_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
