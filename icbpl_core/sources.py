@@ -4,6 +4,9 @@
   feature of one of a few augmented copies of the image, drawn at random.
 * ImageSource: training on images (fine-tuning, or a scratch encoder); a view is a
   fresh augmentation.
+
+Both give `fixed_view(v)`: inputs of the same augmented copy v of every image each time
+it is called, for predicting from the mean latent over an image and its views.
 """
 from __future__ import annotations
 
@@ -45,6 +48,13 @@ class FeatureSource:
         x = self.features[idx]
         return x + torch.randn(x.shape, generator=g) * self.noise_scale
 
+    @property
+    def n_fixed_views(self) -> int:
+        return len(self.views) if self.views is not None else 0
+
+    def fixed_view(self, v: int):
+        return lambda idx: self.views[v][idx]
+
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
     """A float32 tensor sharing memory with `array` (a read-only memory map of the feature
@@ -74,3 +84,16 @@ class ImageSource:
 
     def augmented(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return self.backbone.prepare(self.augment(self._floats(idx), g), self.size)
+
+    def fixed_view(self, v: int):
+        """Copy v of each image, drawn image by image from a generator seeded by (v, index): the
+        same whatever the batches, so the prediction does not depend on the batch size."""
+        def inputs(idx: torch.Tensor) -> torch.Tensor:
+            floats = self._floats(idx)
+            copies = [self.augment(floats[j:j + 1], torch.Generator().manual_seed(VIEW_SEED * (v + 1) + int(i)))
+                      for j, i in enumerate(idx)]
+            return self.backbone.prepare(torch.cat(copies), self.size)
+        return inputs
+
+
+VIEW_SEED = 1_000_003    # fixed views draw from their own seeds, apart from training's (seed, epoch)

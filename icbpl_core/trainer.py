@@ -136,16 +136,17 @@ class Trainer:
         self.model.train(was_training)
         return out
 
-    def latents(self, views: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-        """(N, d) latents of the best head. Given `views` (inputs of augmented copies of every
-        image, such as the cached view features), the direction of the mean latent over the
-        image and its views: averaging out the augmentation noise this way gained 0.4-0.5 ACC
-        points on each of three Fashion-MNIST runs (docs/BENCHMARKS.md)."""
+    def latents(self, views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
+        """(N, d) latents of the best head. Given `views` (functions from rows of indices to the
+        inputs of one augmented copy of those images, such as a source's fixed_view(v)), the
+        direction of the mean latent over each image and its views: averaging out the
+        augmentation noise this way gained 0.4-0.5 ACC points on each of three Fashion-MNIST runs
+        (docs/BENCHMARKS.md)."""
         z = self.all_latents()[self.best_head]
         if not len(views):
             return z
         for view in views:
-            z = z + self.all_latents(lambda idx, view=view: view[idx])[self.best_head]
+            z = z + self.all_latents(view)[self.best_head]
         return torch.nn.functional.normalize(z, dim=1)
 
     def assign(self, z: torch.Tensor) -> np.ndarray:

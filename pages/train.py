@@ -138,7 +138,7 @@ def _live(run) -> None:
                        f"mean confidence {metrics.get('mean_confidence', float('nan')):.3f} (no labels)", icon=":material/check_circle:")
         if metrics.get("views_averaged"):
             st.caption(f"The final clusters come from each image's mean latent over it and its "
-                       f"{metrics['views_averaged']} cached augmented views; the live curves score each "
+                       f"{metrics['views_averaged']} augmented views; the live curves score each "
                        "image's own latent, so they can read a little lower.")
     if progress.skipped:
         st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")

@@ -154,7 +154,24 @@ def test_latents_averaged_over_views_are_the_direction_of_the_mean_latent():
     with torch.no_grad():
         trainer.model.eval()
         mean = plain + sum(trainer.model(v)[0] for v in views)
-    averaged = trainer.latents(views)
+    averaged = trainer.latents([lambda idx, v=v: v[idx] for v in views])
     torch.testing.assert_close(averaged, mean / mean.norm(dim=1, keepdim=True))
     assert not torch.allclose(averaged, plain)
-    torch.testing.assert_close(trainer.latents([torch.from_numpy(x)] * 3), plain)   # identical views: no change
+    same = torch.from_numpy(x)
+    torch.testing.assert_close(trainer.latents([lambda idx: same[idx]] * 3), plain)   # identical views: no change
+
+
+def test_fixed_views_of_images_repeat_and_do_not_depend_on_the_batches():
+    from icbpl_core.augment import grey_affine
+    from icbpl_core.backbones import create_backbone
+    from icbpl_core.datasets import load_dataset
+    from icbpl_core.sources import ImageSource
+
+    images = load_dataset("digits", limit=40).to_array()
+    source = ImageSource(images, create_backbone("scratch-mlp", in_channels=1), grey_affine)
+    view0, view1 = source.fixed_view(0), source.fixed_view(1)
+    whole = view0(torch.arange(40))
+    torch.testing.assert_close(torch.cat([view0(torch.arange(0, 25)), view0(torch.arange(25, 40))]), whole)
+    torch.testing.assert_close(view0(torch.tensor([7, 3])), whole[[7, 3]])
+    assert not torch.allclose(view1(torch.arange(40)), whole)          # another copy
+    assert not torch.allclose(whole, source.anchors(torch.arange(40)))  # augmented, not the image
