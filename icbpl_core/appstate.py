@@ -51,6 +51,7 @@ class Draft:
     augment: str = "auto"
     n_views: int = 4
     average_views: bool = True
+    neighbours_from: str = "auto"
     download: bool = False
     train: dict = field(default_factory=lambda: train_defaults(DEFAULT_DATASET))
 
@@ -73,7 +74,7 @@ class Draft:
                        limit=self.limit or None, backbone=self.backbone or None, pretrained=self.pretrained,
                        mode=self.mode, image_size=self.image_size or None, augment=self.augment,
                        n_views=int(self.n_views), average_views=bool(self.average_views),
-                       train=TrainConfig.from_dict(self.train))
+                       neighbours_from=self.neighbours_from or "auto", train=TrainConfig.from_dict(self.train))
 
 
 def problems(draft: Draft, n_images: int | None = None) -> list[str]:
@@ -116,7 +117,7 @@ def problems(draft: Draft, n_images: int | None = None) -> list[str]:
             out.append(f"{spec.train.n_clusters} clusters is more than the {n_images} images: "
                        f"choose {n_images} clusters or fewer.")
     if spec.n_views < 0:
-        out.append("The number of cached views must be 0 or more.")
+        out.append("The number of augmented views must be 0 or more.")
     return out
 
 
@@ -155,6 +156,8 @@ def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
         args.append("--no-average-views")
     if config.get("precision"):
         args += ["--precision", str(config["precision"])]
+    if config.get("neighbours_from"):
+        args += ["--neighbours-from", str(config["neighbours_from"])]
     for key, flag in (("n_clusters", "--clusters"), ("epochs", "--epochs"), ("batch_size", "--batch-size"),
                       ("lr", "--lr"), ("latent_dim", "--latent-dim"), ("hidden_dim", "--hidden-dim"),
                       ("w_mmd", "--w-mmd"), ("w_aug", "--w-aug"), ("w_knn", "--w-knn"), ("w_cos", "--w-cos"),

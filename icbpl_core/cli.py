@@ -56,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backbone input size (default: the dataset's; 96 for grey images of 32 px "
                             "or less; else the backbone's own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
-    model.add_argument("--views", type=int, default=4, metavar="V", help="head mode: cached augmented views (default 4)")
+    model.add_argument("--views", type=int, default=4, metavar="V", help="augmented views per image (default 4): cached features in head mode, "
+                            "and the copies the prediction averages over in both modes")
     model.add_argument("--no-average-views", dest="average_views", action="store_false",
-                       help="head mode: predict from the image's latent alone, not the mean over it and its views")
+                       help="predict from the image's latent alone, not the mean over it and its views")
     model.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, else fp32")
     model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         opt.add_argument(f"--w-{term}", type=float,
                          help=f"weight of the {help_text} loss (default {getattr(d, f'w_{term}')})")
     opt.add_argument("--neighbors", type=_positive_int, help=f"k of the neighbour loss (default {d.n_neighbors})")
+    opt.add_argument("--neighbours-from", default="auto", metavar="SOURCE",
+                     help="features the neighbours are mined in: backbone (a pretrained encoder's own), "
+                          "pixels, or a pretrained backbone's name; auto (default): backbone, or for a "
+                          "scratch encoder the dataset's choice (digits: mobilenet_v2_mid, else pixels)")
     opt.add_argument("--refresh-every", type=int, metavar="R",
                      help=f"re-mine neighbours in latent space every R epochs, 0: never (default {d.refresh_every})")
     opt.add_argument("--heads", type=_positive_int, metavar="H",
@@ -118,7 +123,8 @@ def _spec_from_args(args):
     return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
                    backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
                    image_size=args.image_size, augment=args.augment, n_views=args.views,
-                   average_views=args.average_views, precision=args.precision, train=train)
+                   average_views=args.average_views, precision=args.precision,
+                   neighbours_from=args.neighbours_from, train=train)
 
 
 def _train(args) -> int:

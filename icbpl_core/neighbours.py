@@ -5,6 +5,8 @@ of B rows takes B x N (B = 2,048: 573 MB), and only the running top-k is kept.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -46,7 +48,9 @@ def cosine_topk(
 
 
 def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+    with warnings.catch_warnings():     # read-only memory maps of the feature cache: only ever read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
     if t.ndim != 2:
         raise ValueError(f"expected a 2-D array of feature rows, got shape {tuple(t.shape)}")
     return torch.nn.functional.normalize(t.reshape(t.shape[0], -1), dim=1)

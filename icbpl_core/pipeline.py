@@ -48,9 +48,10 @@ class RunSpec:
     mode: str = "auto"               # head: head-only on cached features; finetune: on images
     image_size: int | None = None    # None: the backbone's input size
     augment: str = "auto"
-    n_views: int = 4                 # head mode: cached augmented views per image
-    average_views: bool = True       # head mode: predict from the mean latent over the image and its views
+    n_views: int = 4                 # augmented views per image (head mode: their features are cached)
+    average_views: bool = True       # predict from the mean latent over the image and its views
     precision: str = "auto"          # feature extraction: fp32, bf16, auto (bf16 where the CPU has it)
+    neighbours_from: str = "auto"    # features the kNN loss's neighbours are mined in (NEIGHBOUR_SOURCES)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def resolved(self) -> "RunSpec":
@@ -69,6 +70,7 @@ class RunSpec:
             raise ConfigError(str(exc)) from None
         if spec.image_size is None and spec.pretrained and spec.backbone not in SCRATCH_BACKBONES:
             spec.image_size = get_entry(spec.dataset).image_size
+        spec.neighbours_from = _neighbour_source(spec)
         return spec
 
     def to_dict(self) -> dict:
@@ -78,12 +80,34 @@ class RunSpec:
     def from_dict(cls, data: dict) -> "RunSpec":
         known = {f.name for f in fields(cls)} - {"train"}
         data = {"precision": "fp32", **data}   # configs from before the option were extracted in fp32
+        if "neighbours_from" not in data and data.get("backbone"):   # resolved before the option existed
+            data["neighbours_from"] = "pixels" if data["backbone"] in SCRATCH_BACKBONES else "backbone"
         spec = cls(**{k: v for k, v in data.items() if k in known})
         spec.train = TrainConfig.from_dict(data.get("train", {}))
         return spec
 
 
 SCRATCH_BACKBONES = ("scratch", "scratch-mlp")
+NEIGHBOUR_SOURCES = ("auto", "backbone", "pixels")   # or the name of a pretrained backbone
+
+
+def _neighbour_source(spec: RunSpec) -> str:
+    """Resolve neighbours_from. auto: a pretrained encoder's own features; for a scratch encoder,
+    the dataset's recipe (digits: mobilenet_v2_mid features, purer neighbours than the pixels),
+    else the centred pixels."""
+    source = spec.neighbours_from
+    scratch = not spec.pretrained or spec.backbone in SCRATCH_BACKBONES
+    if source == "auto":
+        return get_entry(spec.dataset).scratch_neighbours if scratch else "backbone"
+    if source == "backbone" and scratch:
+        raise ConfigError("a backbone without pretrained weights has no features to mine neighbours in; "
+                          "mine them in the pixels or in a pretrained backbone's features instead")
+    if source not in NEIGHBOUR_SOURCES and not source.startswith("timm:"):
+        from .backbones import BACKBONES
+        if source not in BACKBONES or not BACKBONES[source].has_pretrained:
+            choices = ", ".join(["backbone", "pixels"] + sorted(n for n, e in BACKBONES.items() if e.has_pretrained))
+            raise ConfigError(f"cannot mine neighbours in {source!r}; choose one of: {choices}")
+    return source
 
 
 class _StopFlag:
@@ -188,6 +212,27 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         return cached_features(cache_key(**key_parts, view=view, streamed=streamed), compute,
                                cache_dir)["features"]
 
+    def neighbour_features() -> np.ndarray:
+        """The rows the neighbours are mined in (cosine), by spec.neighbours_from."""
+        if spec.neighbours_from == "backbone":
+            return np.asarray(extracted(0))
+        if spec.neighbours_from == "pixels":
+            if images is None:
+                raise ConfigError("these images are streamed, not held in memory, so neighbours cannot be "
+                                  "mined in their pixels; use --neighbours-from backbone")
+            pixels = images.reshape(n, -1).astype(np.float32)
+            return pixels - pixels.mean(axis=0)
+        other = create_backbone(spec.neighbours_from, True, in_channels=channels)
+        other_side = get_entry(spec.dataset).image_size or _input_side(other, first, channels)
+        parts = {**key_parts, "backbone": spec.neighbours_from, "weights": other.weights_id, "size": other_side}
+        def compute() -> dict[str, np.ndarray]:
+            if images is None:
+                return {"features": extract_dataset(other, dataset, other_side, progress=progress("neighbour features"),
+                                                    precision=spec.precision)}
+            return {"features": extract(other, images, size=other_side, progress=progress("neighbour features"),
+                                        precision=spec.precision)}
+        return np.asarray(cached_features(cache_key(**parts, view=0, streamed=streamed), compute, cache_dir)["features"])
+
     if spec.mode == "head":
         if not backbone.pretrained:
             raise ConfigError("head-only training needs a pretrained backbone; use --mode finetune "
@@ -199,17 +244,12 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         model: torch.nn.Module = MultiHead(features.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.n_heads)
         model.set_input_stats(torch.from_numpy(features))
     else:
-        if backbone.pretrained:
-            features = np.asarray(extracted(0))
-        else:   # a scratch encoder: first neighbours come from the (centred) pixels
-            features = images.reshape(n, -1).astype(np.float32)
-            features -= features.mean(axis=0)
         backbone.set_trainable()
         model = Encoder(backbone, MultiHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim, cfg.n_heads))
         source = ImageSource(images, backbone, augment, side)
 
     centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
-    neighbours = cosine_topk(features, k)[0]
+    neighbours = cosine_topk(neighbour_features(), k)[0]
     trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit)
     checkpoint = run.file("checkpoint.pt")
     stored = spec.to_dict()
@@ -236,7 +276,8 @@ def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids:
     import pandas as pd
 
     cfg = spec.train
-    views = source.views if spec.average_views and isinstance(source, FeatureSource) and source.views else ()
+    n_views = source.n_fixed_views if isinstance(source, FeatureSource) else spec.n_views
+    views = [source.fixed_view(v) for v in range(n_views)] if spec.average_views else []
     z = trainer.latents(views)
     sims = (z @ torch.from_numpy(centroids).T).numpy()
     top2 = np.sort(sims, axis=1)[:, -2:]

@@ -237,8 +237,9 @@ with st.expander("Advanced training options"):
     refresh = o2.number_input("Re-mine neighbours every R epochs", min_value=0, max_value=1000, key="d_refresh",
                               help="0: keep the backbone's neighbours throughout.")
     init("d_views", int(draft.n_views), 0, 32)
-    views = o3.number_input("Cached augmented views", min_value=0, max_value=32, key="d_views",
-                            help="Head mode: augmented copies per image whose features are cached.")
+    views = o3.number_input("Augmented views", min_value=0, max_value=32, key="d_views",
+                            help="Augmented copies per image: head mode caches their features and "
+                                 "trains on them; both modes can predict from the mean over them.")
     init("d_size", int(draft.image_size or 0), 0, 1024)
     image_size = o4.number_input("Image size (0 = default)", min_value=0, max_value=1024, step=16, key="d_size",
                                  help="Input side of the backbone. 0: the dataset's choice for pretrained "
@@ -250,7 +251,13 @@ with st.expander("Advanced training options"):
                                  "against a poor start. In head mode only that one trains on after "
                                  f"{defaults.select_head_after} epochs, so it costs little; in finetune "
                                  "mode all of them train to the end.")
-    p1, p2, p3 = st.columns(3)
+    p1, p2, p3, p4 = st.columns(4)
+    sources = ["auto", "backbone", "pixels"] + [n for n in backbone_names() if BACKBONES[n].has_pretrained]
+    init("d_neighbours_from", draft.neighbours_from if draft.neighbours_from in sources else "auto")
+    neighbours_from = p4.selectbox("Neighbours mined in", sources, key="d_neighbours_from",
+                                   help="auto: a pretrained backbone's own features; for an encoder trained "
+                                        "from scratch, the dataset's choice (digits: mobilenet_v2_mid "
+                                        "features, purer neighbours than the pixels), else the pixels.")
     init("d_augment", draft.augment if draft.augment in AUGMENTS else "auto")
     augment = p1.selectbox("Augmentation", AUGMENTS, key="d_augment",
                            help="auto: small rotations/shifts for small grey images, SimCLR-style otherwise.")
@@ -259,8 +266,8 @@ with st.expander("Advanced training options"):
                              help="Off: the backbone starts from random weights (then use finetune).")
     init("d_average_views", bool(draft.average_views))
     average_views = p3.checkbox("Predict from the mean over the views", key="d_average_views",
-                                help="Head mode: an image's latent is the mean over it and its cached "
-                                     "augmented views (about +0.5 ACC points on Fashion-MNIST).")
+                                help="An image's latent is the mean over it and its augmented views "
+                                     "(about +0.5 ACC points on Fashion-MNIST and on digits).")
 
 train = {**draft.train, "n_clusters": int(k), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr),
          "latent_dim": int(latent), "hidden_dim": int(hidden), "n_neighbors": int(neighbors),
@@ -268,7 +275,8 @@ train = {**draft.train, "n_clusters": int(k), "epochs": int(epochs), "batch_size
          **{t: float(w) for t, w in weights.items()}}
 draft = appstate.Draft(dataset=name, data_root=root, limit=int(limit) or None, backbone=backbone, mode=mode,
                        pretrained=bool(pretrained), image_size=int(image_size) or None, augment=augment,
-                       n_views=int(views), average_views=bool(average_views), download=bool(download),
+                       n_views=int(views), average_views=bool(average_views), neighbours_from=neighbours_from,
+                       download=bool(download),
                        train=train)
 st.session_state["draft"] = draft.to_dict()
 

@@ -38,6 +38,7 @@ def test_default_digits_training_beats_chance_by_far(digits_run):
     assert {"acc", "nmi", "ari", "n_clusters_used"} <= set(metrics)
     assert metrics["acc"] > 0.6 and metrics["nmi"] > 0.5          # chance is about 0.1 / 0.0
     assert metrics["n_clusters_used"] >= 8
+    assert metrics["views_averaged"] == 4          # predicted from the mean over 4 fresh augmented copies
     assert "epoch 1/" in proc.stderr and "ACC" in proc.stderr      # progress on stderr
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]

@@ -172,3 +172,36 @@ def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatc
     a, b = (np.load(r.file("features.npy")).astype(np.float32) for r in (streamed, in_memory))
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.99    # the same images, upsampled by PIL (streamed) or by torch (in memory)
+
+
+def test_neighbour_sources_resolve_by_encoder_and_dataset():
+    assert RunSpec(dataset="digits").resolved().neighbours_from == "mobilenet_v2_mid"     # digits' recipe
+    assert RunSpec(dataset="mnist").resolved().neighbours_from == "pixels"                 # scratch elsewhere
+    assert RunSpec(dataset="digits", backbone="mobilenet_v2").resolved().neighbours_from == "backbone"
+    assert RunSpec(dataset="digits", neighbours_from="pixels").resolved().neighbours_from == "pixels"
+    with pytest.raises(ConfigError, match="no features to mine neighbours in"):
+        RunSpec(dataset="digits", neighbours_from="backbone").resolved()
+    with pytest.raises(ConfigError, match="cannot mine neighbours in 'scratch'; choose one of: backbone, pixels"):
+        RunSpec(dataset="digits", neighbours_from="scratch").resolved()
+    # configs written before the option keep the neighbours they were trained with
+    assert RunSpec.from_dict({"dataset": "digits", "backbone": "scratch-mlp"}).neighbours_from == "pixels"
+    assert RunSpec.from_dict({"dataset": "digits", "backbone": "mobilenet_v2"}).neighbours_from == "backbone"
+
+
+def test_a_scratch_encoder_mines_its_neighbours_in_a_pretrained_backbones_features(tmp_path):
+    events = []
+    spec = RunSpec(dataset="digits", limit=200, train=TrainConfig(epochs=1, hidden_dim=64)).resolved()
+    run = create_run(tmp_path, spec.to_dict())
+    pipeline.run(spec, run, on_event=events.append, cache_dir=tmp_path / "cache")
+    assert any(e["type"] == "extract" and e["what"] == "neighbour features" for e in events)
+    mined = [e for e in events if e["type"] == "extract"]
+    assert mined[-1]["done"] == mined[-1]["total"] == 200
+    assert json.loads(run.file("config.json").read_text())["neighbours_from"] == "mobilenet_v2_mid"
+    again = []     # the second run reads the neighbour features from the cache
+    pipeline.run(spec, create_run(tmp_path, spec.to_dict()), on_event=again.append, cache_dir=tmp_path / "cache")
+    assert not any(e["type"] == "extract" for e in again)
+    pixels = RunSpec(dataset="digits", limit=200, neighbours_from="pixels",
+                     train=TrainConfig(epochs=1, hidden_dim=64)).resolved()
+    plain = []
+    pipeline.run(pixels, create_run(tmp_path, pixels.to_dict()), on_event=plain.append, cache_dir=tmp_path / "cache")
+    assert not any(e["type"] == "extract" for e in plain)

@@ -23,22 +23,27 @@ class DatasetEntry:
     needs_root: bool = False            # True: there is no default location
     train_defaults: tuple = ()          # (field, value) pairs overriding TrainConfig's defaults
     image_size: int | None = None       # input side for pretrained backbones (None: the backbone's own)
+    scratch_neighbours: str = "pixels"  # where a scratch encoder's neighbours are mined: pixels or a backbone
 
 
 DATASETS: dict[str, DatasetEntry] = {}
 
 
 def register(name: str, description: str, default_backbone: str, needs_root: bool = False,
-             train_defaults: dict | None = None, image_size: int | None = None):
+             train_defaults: dict | None = None, image_size: int | None = None,
+             scratch_neighbours: str = "pixels"):
     """Decorator registering `load(root, download)` under `name`; `train_defaults` is the
     dataset's measured recipe (TrainConfig fields), applied under any explicit option;
     `image_size` is the input side a pretrained backbone gets by default (small images
-    upsampled to 224 px cost 5x the compute of 96 px for no better features)."""
+    upsampled to 224 px cost 5x the compute of 96 px for no better features); `scratch_neighbours`
+    is where an encoder trained from scratch finds its neighbours ("pixels", or a pretrained
+    backbone whose features are extracted once for that)."""
     def wrap(load: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = DatasetEntry(name, load, description, default_backbone, needs_root,
-                                      tuple(sorted((train_defaults or {}).items())), image_size)
+                                      tuple(sorted((train_defaults or {}).items())), image_size,
+                                      scratch_neighbours)
         return load
     return wrap
 
