@@ -197,20 +197,23 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         [dataset.item_id(i) for i in range(n)]), backbone=spec.backbone, weights=backbone.weights_id,
         size=side, augment=aug_name, precision=spec.precision)
 
-    def extracted(view: int) -> np.ndarray:
-        """Features of the clean images (view 0) or of augmented copy `view`, each pass cached on
-        its own, so an interrupted extraction keeps the passes it finished. Views are data, not
-        training randomness: copy v is drawn with seed v whatever the run's seed, so runs over
-        seeds share one extraction (the cache key has no seed)."""
-        what = "features" if view == 0 else f"view {view}/{spec.n_views}"
+    def features_of(net, net_side: int | None, parts: dict, view: int, what: str) -> np.ndarray:
+        """`net`'s features of the clean images (view 0) or of augmented copy `view`, each pass
+        cached on its own, so an interrupted extraction keeps the passes it finished."""
         def compute() -> dict[str, np.ndarray]:
+            copy = augment if view else None
             if images is None:
-                return {"features": extract_dataset(backbone, dataset, side, augment if view else None, seed=view,
+                return {"features": extract_dataset(net, dataset, net_side, copy, seed=view,
                                                     progress=progress(what), precision=spec.precision)}
-            return {"features": extract(backbone, images, augment if view else None, seed=view,
-                                        size=side, progress=progress(what), precision=spec.precision)}
-        return cached_features(cache_key(**key_parts, view=view, streamed=streamed), compute,
-                               cache_dir)["features"]
+            return {"features": extract(net, images, copy, seed=view, size=net_side,
+                                        progress=progress(what), precision=spec.precision)}
+        return cached_features(cache_key(**parts, view=view, streamed=streamed), compute, cache_dir)["features"]
+
+    def extracted(view: int) -> np.ndarray:
+        """The backbone's features. Views are data, not training randomness: copy v is drawn with
+        seed v whatever the run's seed, so runs over seeds share one extraction (the cache key
+        has no seed)."""
+        return features_of(backbone, side, key_parts, view, "features" if view == 0 else f"view {view}/{spec.n_views}")
 
     def neighbour_features() -> np.ndarray:
         """The rows the neighbours are mined in (cosine), by spec.neighbours_from."""
@@ -219,19 +222,13 @@ def _execute(spec: RunSpec, run: Run, resume: bool, emit, stop: _StopFlag, cache
         if spec.neighbours_from == "pixels":
             if images is None:
                 raise ConfigError("these images are streamed, not held in memory, so neighbours cannot be "
-                                  "mined in their pixels; use --neighbours-from backbone")
+                                  "mined in their pixels; mine them in the backbone's features instead")
             pixels = images.reshape(n, -1).astype(np.float32)
             return pixels - pixels.mean(axis=0)
         other = create_backbone(spec.neighbours_from, True, in_channels=channels)
         other_side = get_entry(spec.dataset).image_size or _input_side(other, first, channels)
         parts = {**key_parts, "backbone": spec.neighbours_from, "weights": other.weights_id, "size": other_side}
-        def compute() -> dict[str, np.ndarray]:
-            if images is None:
-                return {"features": extract_dataset(other, dataset, other_side, progress=progress("neighbour features"),
-                                                    precision=spec.precision)}
-            return {"features": extract(other, images, size=other_side, progress=progress("neighbour features"),
-                                        precision=spec.precision)}
-        return np.asarray(cached_features(cache_key(**parts, view=0, streamed=streamed), compute, cache_dir)["features"])
+        return np.asarray(features_of(other, other_side, parts, 0, "neighbour features"))
 
     if spec.mode == "head":
         if not backbone.pretrained:
