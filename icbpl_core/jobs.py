@@ -175,11 +175,19 @@ def _read_status(run: Run) -> dict | None:
 
 # -- launching -----------------------------------------------------------------------------------
 
+def worker_threads() -> int:
+    """PyTorch threads of a training job: all cores but one, which stays with the app and the
+    browser. With every core, the worker's threads spin against them: default digits took 240 s
+    in the app against 56 s with one of this 2-core machine's threads (docs/BENCHMARKS.md)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def _spawn(run: Run, args: list[str], kind: str) -> int:
     command = [sys.executable, "-m", "icbpl_core", *args]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", str(worker_threads()))
     with open(run.file(LOG_NAME), "ab") as log:
         log.write(f"--- {_now()} {kind}: {' '.join(command[1:])}\n".encode())
         log.flush()

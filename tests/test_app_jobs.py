@@ -92,6 +92,20 @@ def test_start_cancel_resume_from_the_train_page(runs_dir):
     assert run.file("projection.log").is_file()
 
 
+@pytest.mark.parametrize("given", [None, "3"])
+def test_training_jobs_leave_a_core_to_the_app_unless_told(runs_dir, monkeypatch, given):
+    from pathlib import Path
+    if given is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", given)
+    run = jobs.launch(runs_dir, draft(epochs=1).spec())
+    environ = Path(f"/proc/{jobs.job_info(run)['pid']}/environ").read_bytes().split(b"\0")
+    expected = given or str(jobs.worker_threads())
+    assert f"OMP_NUM_THREADS={expected}".encode() in environ
+    assert jobs.wait(run, 120) == "finished"
+
+
 def test_the_same_launch_request_twice_starts_one_job(runs_dir):
     spec = draft(seed=3, epochs=2).spec()
     a = jobs.launch(runs_dir, spec, request_id="tab-1-click-1")
