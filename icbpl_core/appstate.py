@@ -127,8 +127,10 @@ def _capital(text: str) -> str:
 
 # -- the command line that reproduces a run ---------------------------------------------------
 
-def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
-    """`python -m icbpl_core train ...` with every setting of a run's config.json."""
+def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR, threads: int | None = None) -> str:
+    """`python -m icbpl_core train ...` with every setting of a run's config.json; with `threads`
+    (metrics.json's), prefixed by OMP_NUM_THREADS, since the thread count changes float sums
+    and so the last digits of a result."""
     d_train = TrainConfig()
     train = {**d_train.to_dict(), **(config.get("train") or {})}
     args = ["python", "-m", "icbpl_core", "train", "--dataset", str(config.get("dataset", DEFAULT_DATASET))]
@@ -166,6 +168,8 @@ def train_command(config: dict, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> str:
         if key in train:
             args += [flag, _num(train[key])]
     args += ["--runs-dir", str(runs_dir)]
+    if threads:
+        args.insert(0, f"OMP_NUM_THREADS={int(threads)}")
     return " ".join(shlex.quote(a) for a in args)
 
 

@@ -291,7 +291,8 @@ def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids:
     metrics: dict = {"n_clusters": cfg.n_clusters, "n_samples": len(dataset),
                      "n_clusters_used": int(np.unique(clusters).size),
                      "mean_confidence": float(confidence.mean()), "epochs": trainer.epoch,
-                     "views_averaged": len(views)}
+                     "views_averaged": len(views),
+                     "threads": torch.get_num_threads()}   # float sums, so the last digits, depend on it
     labels = dataset.labels
     if labels is not None:
         metrics.update(evaluate(labels, clusters, cfg.n_clusters))

@@ -55,5 +55,6 @@ else:
 st.divider()
 st.subheader("Reproduce this run")
 st.caption("The same settings on the command line (the run folder's config.json holds them too):")
-st.code(appstate.train_command(run.config, "runs"), language="bash", wrap_lines=True)
+st.code(appstate.train_command(run.config, "runs", (run.metrics or {}).get("threads")), language="bash",
+        wrap_lines=True)
 st.caption(f"Export from the command line: `python -m icbpl_core export {run.path} --out labels.csv`")

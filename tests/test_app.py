@@ -270,7 +270,10 @@ def test_export_page_whole_run_and_command(runs_env):
     assert_clean(at)
     assert "300 rows" in at.get("download_button")[0].proto.label
     command = at.code[0].value
-    assert command.startswith("python -m icbpl_core train --dataset digits --limit 300 --backbone scratch-mlp")
+    import json
+    threads = json.loads((labelled / "metrics.json").read_text())["threads"]   # the run's own thread count
+    assert command.startswith(f"OMP_NUM_THREADS={threads} python -m icbpl_core train --dataset digits "
+                              "--limit 300 --backbone scratch-mlp")
     assert "--epochs 3" in command
 
 

@@ -183,3 +183,5 @@ def test_the_reproduce_command_parses_back_to_the_same_config(average_views):
     assert ("--no-average-views" in command) is not average_views
     args = build_parser().parse_args(shlex.split(command)[3:])
     assert _spec_from_args(args).resolved().to_dict() == config
+    pinned = shlex.split(appstate.train_command(config, threads=1))
+    assert pinned[0] == "OMP_NUM_THREADS=1" and pinned[1:] == shlex.split(command)
