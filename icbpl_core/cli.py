@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backbone input size (default: the dataset's; 96 for grey images of 32 px "
                             "or less; else the backbone's own)")
     model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
-    model.add_argument("--views", type=int, default=4, metavar="V", help="augmented views per image (default 4): cached features in head mode, "
+    model.add_argument("--views", type=int, default=4, metavar="V",
+                       help="augmented views per image (default 4): cached features in head mode, "
                             "and the copies the prediction averages over in both modes")
     model.add_argument("--no-average-views", dest="average_views", action="store_false",
                        help="predict from the image's latent alone, not the mean over it and its views")

@@ -51,7 +51,7 @@ class RunSpec:
     n_views: int = 4                 # augmented views per image (head mode: their features are cached)
     average_views: bool = True       # predict from the mean latent over the image and its views
     precision: str = "auto"          # feature extraction: fp32, bf16, auto (bf16 where the CPU has it)
-    neighbours_from: str = "auto"    # features the kNN loss's neighbours are mined in (NEIGHBOUR_SOURCES)
+    neighbours_from: str = "auto"    # features the kNN loss's neighbours are mined in (neighbour_sources())
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def resolved(self) -> "RunSpec":
@@ -60,17 +60,18 @@ class RunSpec:
         spec.train = TrainConfig.from_dict(self.train.to_dict())
         if spec.backbone is None:
             spec.backbone = get_entry(spec.dataset).default_backbone
+        pretrained = spec.pretrained and spec.backbone not in SCRATCH_BACKBONES
         if spec.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
         if spec.mode == "auto":
-            spec.mode = "head" if spec.pretrained and spec.backbone not in SCRATCH_BACKBONES else "finetune"
+            spec.mode = "head" if pretrained else "finetune"
         try:
             spec.precision = resolve_precision(spec.precision)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if spec.image_size is None and spec.pretrained and spec.backbone not in SCRATCH_BACKBONES:
+        if spec.image_size is None and pretrained:
             spec.image_size = get_entry(spec.dataset).image_size
-        spec.neighbours_from = _neighbour_source(spec)
+        spec.neighbours_from = _neighbour_source(spec.neighbours_from, spec.dataset, pretrained)
         return spec
 
     def to_dict(self) -> dict:
@@ -88,25 +89,28 @@ class RunSpec:
 
 
 SCRATCH_BACKBONES = ("scratch", "scratch-mlp")
-NEIGHBOUR_SOURCES = ("auto", "backbone", "pixels")   # or the name of a pretrained backbone
 
 
-def _neighbour_source(spec: RunSpec) -> str:
+def neighbour_sources() -> list[str]:
+    """What neighbours_from takes: auto, backbone, pixels, or a pretrained backbone's name
+    (timm:<name> too)."""
+    from .backbones import BACKBONES
+
+    return ["auto", "backbone", "pixels"] + sorted(n for n, e in BACKBONES.items() if e.has_pretrained)
+
+
+def _neighbour_source(source: str, dataset: str, pretrained: bool) -> str:
     """Resolve neighbours_from. auto: a pretrained encoder's own features; for a scratch encoder,
     the dataset's recipe (digits: mobilenet_v2_mid features, purer neighbours than the pixels),
     else the centred pixels."""
-    source = spec.neighbours_from
-    scratch = not spec.pretrained or spec.backbone in SCRATCH_BACKBONES
     if source == "auto":
-        return get_entry(spec.dataset).scratch_neighbours if scratch else "backbone"
-    if source == "backbone" and scratch:
+        return "backbone" if pretrained else get_entry(dataset).scratch_neighbours
+    if source == "backbone" and not pretrained:
         raise ConfigError("a backbone without pretrained weights has no features to mine neighbours in; "
                           "mine them in the pixels or in a pretrained backbone's features instead")
-    if source not in NEIGHBOUR_SOURCES and not source.startswith("timm:"):
-        from .backbones import BACKBONES
-        if source not in BACKBONES or not BACKBONES[source].has_pretrained:
-            choices = ", ".join(["backbone", "pixels"] + sorted(n for n, e in BACKBONES.items() if e.has_pretrained))
-            raise ConfigError(f"cannot mine neighbours in {source!r}; choose one of: {choices}")
+    choices = neighbour_sources()
+    if source not in choices and not source.startswith("timm:"):
+        raise ConfigError(f"cannot mine neighbours in {source!r}; choose one of: {', '.join(choices[1:])}")
     return source
 
 
@@ -273,8 +277,7 @@ def _write_results(run: Run, trainer: Trainer, dataset: ImageDataset, centroids:
     import pandas as pd
 
     cfg = spec.train
-    n_views = source.n_fixed_views if isinstance(source, FeatureSource) else spec.n_views
-    views = [source.fixed_view(v) for v in range(n_views)] if spec.average_views else []
+    views = [source.fixed_view(v) for v in range(spec.n_views)] if spec.average_views else []
     z = trainer.latents(views)
     sims = (z @ torch.from_numpy(centroids).T).numpy()
     top2 = np.sort(sims, axis=1)[:, -2:]

@@ -48,10 +48,6 @@ class FeatureSource:
         x = self.features[idx]
         return x + torch.randn(x.shape, generator=g) * self.noise_scale
 
-    @property
-    def n_fixed_views(self) -> int:
-        return len(self.views) if self.views is not None else 0
-
     def fixed_view(self, v: int):
         return lambda idx: self.views[v][idx]
 

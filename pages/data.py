@@ -12,6 +12,7 @@ from icbpl_core import appstate, atomic
 from icbpl_core.backbones import BACKBONES, backbone_names
 from icbpl_core.config import TrainConfig
 from icbpl_core.datasets import DatasetError, dataset_names, get_entry, load_dataset
+from icbpl_core.pipeline import neighbour_sources
 from pages import common
 
 common.entry()
@@ -252,7 +253,7 @@ with st.expander("Advanced training options"):
                                  f"{defaults.select_head_after} epochs, so it costs little; in finetune "
                                  "mode all of them train to the end.")
     p1, p2, p3, p4 = st.columns(4)
-    sources = ["auto", "backbone", "pixels"] + [n for n in backbone_names() if BACKBONES[n].has_pretrained]
+    sources = neighbour_sources()
     init("d_neighbours_from", draft.neighbours_from if draft.neighbours_from in sources else "auto")
     neighbours_from = p4.selectbox("Neighbours mined in", sources, key="d_neighbours_from",
                                    help="auto: a pretrained backbone's own features; for an encoder trained "
