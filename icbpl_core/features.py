@@ -332,15 +332,38 @@ def _clean_stale_temporaries(parent: Path, key: str, older_than_s: float = 3600.
             pass
 
 
+class CacheError(OSError):
+    """The feature cache folder cannot be written; the message says which path and what to do."""
+
+
+def _writable_folder(folder: Path, root: Path) -> None:
+    """Create `folder` (under the cache `root`) or say which path is in the way, before a
+    long extraction whose result could then not be kept."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in [folder, *folder.parents] if p.is_symlink() or (p.exists() and not p.is_dir())),
+                        folder)
+        what = (f"a link to {os.readlink(blocking)}, which does not exist" if blocking.is_symlink()
+                and not blocking.exists() else "not a folder")
+        problem = f"{blocking} is {what}"
+    except PermissionError:
+        problem = f"{folder} cannot be created here (permission denied)"
+    raise CacheError(f"the feature cache cannot be used: {problem}; remove or fix it, or choose another "
+                     f"cache folder (--cache-dir or ICBPL_CACHE_DIR, now {root})")
+
+
 def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
                     cache_dir: Path | None = None) -> dict[str, np.ndarray]:
     """Arrays stored under `key`, computed and written atomically on a miss."""
-    folder = Path(cache_dir or default_cache_dir()) / "features" / key
+    root = Path(cache_dir or default_cache_dir())
+    folder = root / "features" / key
     cached = _read_entry(folder, key)
     if cached is not None:
         return cached
+    _writable_folder(folder.parent, root)
     arrays = compute()
-    folder.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(folder.parent, key)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     try:

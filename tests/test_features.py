@@ -17,7 +17,7 @@ from icbpl_core.backbones import create_backbone
 from icbpl_core.backbones.base import Backbone
 from icbpl_core.datasets.base import ArrayDataset
 from icbpl_core.datasets.images import FileDataset
-from icbpl_core.features import cache_key, cached_features, extract, extract_dataset, ids_digest
+from icbpl_core.features import CacheError, cache_key, cached_features, extract, extract_dataset, ids_digest
 
 RNG = np.random.default_rng(0)
 
@@ -282,3 +282,17 @@ def test_stale_temporary_folders_are_cleaned(tmp_path):
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     cached_features("k4", lambda: {"features": np.zeros(2, np.float32)}, tmp_path)
     assert not stale.exists() and recent.exists()
+
+
+@pytest.mark.parametrize("blocker", ["dangling link", "file"])
+def test_an_unusable_cache_folder_is_reported_before_computing(tmp_path, blocker):
+    cache = tmp_path / "cache"
+    if blocker == "dangling link":
+        cache.symlink_to(tmp_path / "gone")
+        said = f"{cache} is a link to {tmp_path / 'gone'}, which does not exist"
+    else:
+        cache.write_text("not a folder")
+        said = f"{cache} is not a folder"
+    with pytest.raises(CacheError, match="cannot be used") as raised:
+        cached_features("k5", lambda: pytest.fail("computed before the cache folder was checked"), cache)
+    assert said in str(raised.value) and "--cache-dir or ICBPL_CACHE_DIR" in str(raised.value)
