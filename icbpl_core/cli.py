@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .augment import AUGMENTATIONS
 from .config import TrainConfig
 
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--image-size", type=_positive_int, metavar="PX",
                        help="backbone input size (default: the dataset's; 96 for grey images of 32 px "
                             "or less; else the backbone's own)")
-    model.add_argument("--augment", choices=["auto", "grey", "simclr", "none"], default="auto")
+    model.add_argument("--augment", choices=["auto", *AUGMENTATIONS], default="auto",
+                       help="augmentation of the views (auto: grey for small grey images, simclr otherwise)")
     model.add_argument("--views", type=int, default=4, metavar="V",
                        help="augmented views per image (default 4): cached features in head mode, "
                             "and the copies the prediction averages over in both modes")

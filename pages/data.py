@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from icbpl_core import appstate, atomic
+from icbpl_core.augment import AUGMENTATIONS
 from icbpl_core.backbones import BACKBONES, backbone_names
 from icbpl_core.config import TrainConfig
 from icbpl_core.datasets import DatasetError, dataset_names, get_entry, load_dataset
@@ -21,7 +22,7 @@ SOURCES = {"registry": "A dataset from the list", "folder": "A folder on this ma
 MODES = {"auto": "auto — head-only with a pretrained backbone, else fine-tune",
          "head": "head — train the projection head on cached backbone features (fast on CPU)",
          "finetune": "finetune — train the backbone's last blocks too (slow on CPU, GPU form)"}
-AUGMENTS = ["auto", "grey", "simclr", "none"]
+AUGMENTS = ["auto", *AUGMENTATIONS]
 PREVIEW = 32
 
 
