@@ -341,15 +341,18 @@ def _writable_folder(folder: Path, root: Path) -> None:
     long extraction whose result could then not be kept."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return
+        if os.access(folder, os.W_OK):
+            return
+        problem = f"{folder} is not writable"
     except (FileExistsError, NotADirectoryError):
-        blocking = next((p for p in [folder, *folder.parents] if p.is_symlink() or (p.exists() and not p.is_dir())),
-                        folder)
-        what = (f"a link to {os.readlink(blocking)}, which does not exist" if blocking.is_symlink()
-                and not blocking.exists() else "not a folder")
-        problem = f"{blocking} is {what}"
+        dangling = [p for p in [folder, *folder.parents] if p.is_symlink() and not p.exists()]
+        in_the_way = [p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()]
+        if dangling:
+            problem = f"{dangling[0]} is a link to {os.readlink(dangling[0])}, which does not exist"
+        else:
+            problem = f"{in_the_way[0] if in_the_way else folder} is not a folder"
     except PermissionError:
-        problem = f"{folder} cannot be created here (permission denied)"
+        problem = f"{folder} cannot be created (permission denied)"
     raise CacheError(f"the feature cache cannot be used: {problem}; remove or fix it, or choose another "
                      f"cache folder (--cache-dir or ICBPL_CACHE_DIR, now {root})")
 

@@ -5,6 +5,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +297,10 @@ def test_an_unusable_cache_folder_is_reported_before_computing(tmp_path, blocker
     with pytest.raises(CacheError, match="cannot be used") as raised:
         cached_features("k5", lambda: pytest.fail("computed before the cache folder was checked"), cache)
     assert said in str(raised.value) and "--cache-dir or ICBPL_CACHE_DIR" in str(raised.value)
+
+
+def test_a_read_only_cache_folder_is_reported_before_computing(tmp_path, monkeypatch):
+    # root may write anywhere, so the permission itself is stood in for
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "features")
+    with pytest.raises(CacheError, match=f"{tmp_path / 'features'} is not writable"):
+        cached_features("k6", lambda: pytest.fail("computed before the cache folder was checked"), tmp_path)
