@@ -345,8 +345,9 @@ def _writable_folder(folder: Path, root: Path) -> None:
             return
         problem = f"{folder} is not writable"
     except (FileExistsError, NotADirectoryError):
-        dangling = [p for p in [folder, *folder.parents] if p.is_symlink() and not p.exists()]
-        in_the_way = [p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()]
+        chain = [folder, *folder.parents]
+        dangling = [p for p in chain if p.is_symlink() and not p.exists()]
+        in_the_way = [p for p in chain if p.exists() and not p.is_dir()]
         if dangling:
             problem = f"{dangling[0]} is a link to {os.readlink(dangling[0])}, which does not exist"
         else:
