@@ -18,8 +18,7 @@ from pathlib import Path
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from icbpl_core.metrics import evaluate  # noqa: E402
+from icbpl_core.method.metrics import evaluate
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
         km = KMeans(10, n_init=10, random_state=seed).fit(x)
         rows.append({"method": "k-means (raw pixels)", "seed": seed, "seconds": time.perf_counter() - started,
                      **evaluate(y, km.labels_)})
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = dict(os.environ)
     for seed in args.seeds:
         cmd = [sys.executable, "-m", "icbpl_core", "train", "--dataset", "digits", "--seed", str(seed),
                "--runs-dir", args.runs_dir, "--quiet", *args.extra]

@@ -29,10 +29,9 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from icbpl_core.datasets import load_dataset  # noqa: E402
-from icbpl_core.metrics import evaluate  # noqa: E402
-from bench.bench_suite import input_features  # noqa: E402
+from icbpl_core.datasets import load_dataset
+from icbpl_core.method.metrics import evaluate
+from bench_suite import input_features   # a sibling script (bench/ is this script's folder)
 
 
 def write_png_folder(limit: int, out: Path) -> Path:
@@ -51,7 +50,7 @@ def train(source: list[str], backbone: str, seed: int, runs_dir: Path, extra: li
     cmd = [sys.executable, "-m", "icbpl_core", "train", *source, "--backbone", backbone, "--seed", str(seed),
            "--runs-dir", str(runs_dir), "--quiet", *extra]
     with tempfile.TemporaryDirectory(prefix="icbpl-cache-") as cache:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "ICBPL_CACHE_DIR": cache}
+        env = {**os.environ, "ICBPL_CACHE_DIR": cache}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")

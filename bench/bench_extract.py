@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from icbpl_core.augment import get_augmentation  # noqa: E402
-from icbpl_core.backbones import create_backbone  # noqa: E402
-from icbpl_core.datasets.base import ArrayDataset  # noqa: E402
-from icbpl_core.features import PRECISIONS, extract, extract_dataset, resolve_precision  # noqa: E402
+from icbpl_core.method.augment import get_augmentation
+from icbpl_core.backbones import create_backbone
+from icbpl_core.datasets.base import ArrayDataset
+from icbpl_core.features.extract import PRECISIONS, extract, extract_dataset, resolve_precision
 
 
 def load_images(n: int) -> tuple[np.ndarray, str]:

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from icbpl_core.config import TrainConfig  # noqa: E402
-from icbpl_core.model import MultiHead, ProjectionHead  # noqa: E402
-from icbpl_core.pedcc import make_pedcc  # noqa: E402
-from icbpl_core.sources import FeatureSource  # noqa: E402
-from icbpl_core.trainer import Trainer  # noqa: E402
+from icbpl_core.config import TrainConfig
+from icbpl_core.method.model import MultiHead, ProjectionHead
+from icbpl_core.method.pedcc import make_pedcc
+from icbpl_core.training.sources import FeatureSource
+from icbpl_core.training.trainer import Trainer
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ Starts `streamlit run app.py` headless over a temporary runs folder that links t
 runs, opens it in Debian's Chromium (Playwright, software WebGL), and times:
   visit  from clicking "Latent space" in the sidebar (coming from the Export page) until the
          WebGL scatter is drawn and Streamlit is idle: the page as a user switches to it,
-         its projection cached on disk (computed first with `python -m icbpl_core.projection`
+         its projection cached on disk (computed first with `python -m icbpl_app.projection`
          when missing) and the first visit of the session already made;
   first  the first visit of a fresh server and browser session (Streamlit's caches empty:
          the projection, assignments and hover thumbnails are read from the run folder);
@@ -28,7 +28,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 PLOT = ".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas"
 
@@ -41,7 +40,7 @@ def free_port() -> int:
 
 def start_server(runs_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "ICBPL_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "ICBPL_RUNS_DIR": str(runs_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false",
                              "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
@@ -85,7 +84,7 @@ def settle(page) -> None:
 def measure(run_dir: Path, repeats: int, work: Path) -> dict:
     from playwright.sync_api import sync_playwright
     from icbpl_core import projection
-    from icbpl_core.runs import open_run
+    from icbpl_core.store.runs import open_run
 
     run = open_run(run_dir)
     if projection.load_projection(run) is None:

@@ -46,25 +46,24 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from icbpl_core.datasets import load_dataset  # noqa: E402
-from icbpl_core.metrics import evaluate  # noqa: E402
-from icbpl_core.pipeline import SCRATCH_BACKBONES  # noqa: E402
-from icbpl_core.projection import compute_projection  # noqa: E402
-from icbpl_core.runs import open_run  # noqa: E402
+from icbpl_core.datasets import load_dataset
+from icbpl_core.method.metrics import evaluate
+from icbpl_core.backbones import from_scratch
+from icbpl_app.projection import compute_projection
+from icbpl_core.store.runs import open_run
 
 FASHION_TRAIN = 60_000     # Fashion-MNIST ids 0..59,999 are its training split
 ABLATION = [("defaults", []), ("no MMD (w_mmd 0)", ["--w-mmd", "0"]), ("no augmentation (w_aug 0)", ["--w-aug", "0"]),
             ("no kNN (w_knn 0)", ["--w-knn", "0"]), ("no min-cosine (w_cos 0)", ["--w-cos", "0"]),
-            ("w_mmd 5", ["--w-mmd", "5"]), ("w_mmd 50", ["--w-mmd", "50"]), ("K = 20 (2 x classes)", ["--clusters", "20"]),
-            ("one head (--heads 1)", ["--heads", "1"]),
+            ("w_mmd 5", ["--w-mmd", "5"]), ("w_mmd 50", ["--w-mmd", "50"]), ("K = 20 (2 x classes)", ["--n-clusters", "20"]),
+            ("one head (--n-heads 1)", ["--n-heads", "1"]),
             ("image's own latent, no view average", ["--no-average-views"])]
 
 
 class Suite:
     def __init__(self, out: Path, quick: bool) -> None:
         self.out, self.quick = out, quick
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "ICBPL_CACHE_DIR": str(out / "cache")}
+        self.env = {**os.environ, "ICBPL_CACHE_DIR": str(out / "cache")}
         self.rows: list[dict] = []
 
     def train(self, data: list[str], seed: int, extra: list[str] = ()) -> Path:
@@ -161,7 +160,7 @@ def input_features(run_dir: Path) -> tuple[np.ndarray, str]:
     pretrained run), or the centred pixels for a scratch encoder (whose features.npy holds
     the trained encoder's features, not a baseline's input)."""
     config = json.loads((run_dir / "config.json").read_text())
-    if config["backbone"] not in SCRATCH_BACKBONES:
+    if not from_scratch(config["backbone"]):
         return np.load(run_dir / "features.npy").astype(np.float32), f"{config['backbone']} features"
     dataset = load_dataset(config["dataset"], config["data_root"], config["limit"], config["train"]["seed"])
     pixels = dataset.to_array().reshape(len(dataset), -1).astype(np.float32)

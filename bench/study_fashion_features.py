@@ -26,11 +26,10 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from icbpl_core.backbones import create_backbone  # noqa: E402
-from icbpl_core.datasets.mnist import load_fashion_mnist  # noqa: E402
-from icbpl_core.metrics import cluster_accuracy  # noqa: E402
-from icbpl_core.neighbours import cosine_topk  # noqa: E402
+from icbpl_core.backbones import create_backbone
+from icbpl_core.datasets.mnist import load_fashion_mnist
+from icbpl_core.method.metrics import cluster_accuracy
+from icbpl_core.method.neighbours import cosine_topk
 
 
 def l2(a: np.ndarray) -> np.ndarray:

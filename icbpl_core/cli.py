@@ -1,20 +1,28 @@
-"""Command line: train, resume, export, runs.
+"""Command line: train, resume, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
 
-    python -m icbpl_core train --dataset digits --runs-dir runs
-    python -m icbpl_core export RUN_DIR --out labels.csv
-    python -m icbpl_core runs --runs-dir runs
+    icbpl train --dataset digits
+    icbpl export RUN_DIR --out labels.csv
+    icbpl runs
 Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line.
 Exit codes: 0 ok, 1 the run failed (the message says why), 2 wrong arguments, 130 stopped.
+
+The train command's options are params.py's table; parsing them imports no torch, so
+help and argument errors answer at once.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from .augment import AUGMENTATIONS
-from .config import TrainConfig
+from . import events, params
+from .store.files import CACHE_ENV
+from .store.runs import RUNS_DIR_ENV
 
+PROG = "icbpl"
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+GROUPS = {"data": "data", "model": "model",
+          "training": "training (defaults: the table's, then the dataset's recipe)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,78 +31,69 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _parse_as(p: params.Param):
+    """The argparse type of a parameter: its declared type, range and choices."""
+    def parse(text: str):
+        value = text
+        if p.type in (int, float):
+            try:
+                value = p.type(text) if p.type is float else int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {'a whole' if p.type is int else 'a'} number, "
+                                                 f"got {text!r}") from None
+        try:
+            return p.check(value)
+        except params.ParamError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+    parse.__name__ = p.type.__name__
+    return parse
+
+
+def _help(p: params.Param) -> str:
+    text = f"turn off (on by default): {p.help}" if p.default is True else p.help
+    if p.options() and "one of" not in text:
+        text += f"; one of: {', '.join(p.options())}" + (f", {p.open_prefix}<name>" if p.open_prefix else "")
+    elif p.describe_range():
+        text += f" ({p.describe_range()})"
+    if p.type is not bool and p.default is not None:
+        text += f" (default {p.default})"
+    return text
+
+
+def _metavar(p: params.Param) -> str:
+    if p.metavar:
+        return p.metavar
+    return "NAME" if p.choices is not None else {int: "N", float: "X"}.get(p.type, "PATH")
+
+
+def add_param_options(parser: argparse.ArgumentParser) -> None:
+    """One option per command-line entry of the table, in groups; every default is None (not given)."""
+    groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
+    for p in params.on("cli"):
+        group = groups[p.group]
+        if p.type is bool:
+            group.add_argument(p.flag, *p.aliases, dest=p.name, default=None,
+                               action="store_false" if p.default else "store_true", help=_help(p))
+        else:
+            group.add_argument(p.flag, *p.aliases, dest=p.name, type=_parse_as(p), default=None,
+                               metavar=_metavar(p), help=_help(p))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import backbone_names
-    from .datasets import dataset_names
-    from .features import PRECISIONS
-
-    parser = _Parser(prog="python -m icbpl_core", description="ICBPL image clustering: train, export, list runs.")
+    parser = _Parser(prog=PROG, description="ICBPL image clustering: train, export, list runs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    d = TrainConfig()
+    runs_help = f"where run folders are (default ${RUNS_DIR_ENV}, else ./runs)"
+    cache_help = f"feature cache folder (default ${CACHE_ENV}, else ~/.cache/icbpl)"
 
     train = sub.add_parser("train", help="train a run on a dataset", description="Train ICBPL on a dataset.")
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", required=True, choices=dataset_names(), metavar="NAME",
-                      help=f"one of: {', '.join(dataset_names())}")
-    data.add_argument("--data-root", metavar="PATH", help="folder (or zip) holding the dataset's files")
-    data.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    data.add_argument("--limit", type=_positive_int, metavar="N", help="a seeded, class-balanced subset of N images")
-    model = train.add_argument_group("model")
-    model.add_argument("--backbone", choices=backbone_names(), metavar="NAME",
-                       help=f"one of: {', '.join(backbone_names())} (default: the dataset's)")
-    model.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random backbone weights")
-    model.add_argument("--weights", metavar="FILE", help="a local weights file for the backbone")
-    model.add_argument("--mode", choices=["auto", "head", "finetune"], default="auto",
-                       help="head: train the head on cached features; finetune: train on images (default: auto)")
-    model.add_argument("--image-size", type=_positive_int, metavar="PX",
-                       help="backbone input size (default: the dataset's; 96 for grey images of 32 px "
-                            "or less; else the backbone's own)")
-    model.add_argument("--augment", choices=["auto", *AUGMENTATIONS], default="auto",
-                       help="augmentation of the views (auto: grey for small grey images, simclr otherwise)")
-    model.add_argument("--views", type=int, default=4, metavar="V",
-                       help="augmented views per image (default 4): cached features in head mode, "
-                            "and the copies the prediction averages over in both modes")
-    model.add_argument("--no-average-views", dest="average_views", action="store_false",
-                       help="predict from the image's latent alone, not the mean over it and its views")
-    model.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, else fp32")
-    model.add_argument("--cache-dir", metavar="DIR", help="feature cache (default ~/.cache/icbpl or $ICBPL_CACHE_DIR)")
-    opt = train.add_argument_group("training (defaults: TrainConfig's, then the dataset's recipe)")
-    opt.add_argument("--clusters", type=int, metavar="K", help=f"number of clusters (default {d.n_clusters})")
-    for flag, field_name, kind in (("--epochs", "epochs", _positive_int), ("--batch-size", "batch_size", _positive_int),
-                                   ("--lr", "lr", float), ("--latent-dim", "latent_dim", _positive_int),
-                                   ("--hidden-dim", "hidden_dim", _positive_int)):
-        opt.add_argument(flag, type=kind, help=f"default {getattr(d, field_name)}")
-    for term, help_text in (("mmd", "MMD to PEDCC"), ("aug", "augmentation consistency"),
-                            ("knn", "nearest-neighbour"), ("cos", "minimum cosine distance")):
-        opt.add_argument(f"--w-{term}", type=float,
-                         help=f"weight of the {help_text} loss (default {getattr(d, f'w_{term}')})")
-    opt.add_argument("--neighbors", type=_positive_int, help=f"k of the neighbour loss (default {d.n_neighbors})")
-    opt.add_argument("--neighbours-from", default="auto", metavar="SOURCE",
-                     help="features the neighbours are mined in: backbone (a pretrained encoder's own), "
-                          "pixels, or a pretrained backbone's name; auto (default): backbone, or for a "
-                          "scratch encoder the dataset's choice (digits: mobilenet_v2_mid, else pixels)")
-    opt.add_argument("--refresh-every", type=int, metavar="R",
-                     help=f"re-mine neighbours in latent space every R epochs, 0: never (default {d.refresh_every})")
-    opt.add_argument("--heads", type=_positive_int, metavar="H",
-                     help=f"heads trained together; the lowest-loss one predicts (default {d.n_heads})")
-    opt.add_argument("--select-head-after", type=int, metavar="E",
-                     help=f"head mode with several heads: only the lowest-loss one trains on after E epochs, "
-                          f"0: never (default {d.select_head_after})")
-    opt.add_argument("--seed", type=int, default=d.seed)
-    train.add_argument("--runs-dir", required=True, metavar="DIR", help="where run folders are created")
+    add_param_options(train)
+    train.add_argument("--runs-dir", metavar="DIR", help=runs_help)
+    train.add_argument("--cache-dir", metavar="DIR", help=cache_help)
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR")
-    resume.add_argument("--cache-dir", metavar="DIR")
+    resume.add_argument("--cache-dir", metavar="DIR", help=cache_help)
     resume.add_argument("--quiet", action="store_true")
 
     export = sub.add_parser("export", help="write a run's cluster labels as CSV")
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="FILE.csv")
 
     runs = sub.add_parser("runs", help="list runs with their status and metrics")
-    runs.add_argument("--runs-dir", required=True, metavar="DIR")
+    runs.add_argument("--runs-dir", metavar="DIR", help=runs_help)
     return parser
 
 
@@ -115,63 +114,65 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STOPPED
 
 
-def _spec_from_args(args):
-    from .pipeline import RunSpec
+def spec_from_args(args):
+    """The RunSpec the options ask for: given values over the table's and the dataset's defaults."""
+    from .config import RunSpec, TrainConfig
 
-    train = TrainConfig.for_dataset(
-        args.dataset, n_clusters=args.clusters, latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, w_mmd=args.w_mmd, w_aug=args.w_aug,
-        w_knn=args.w_knn, w_cos=args.w_cos, n_neighbors=args.neighbors, refresh_every=args.refresh_every,
-        n_heads=args.heads, select_head_after=args.select_head_after, seed=args.seed)
-    return RunSpec(dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit,
-                   backbone=args.backbone, pretrained=args.pretrained, weights=args.weights, mode=args.mode,
-                   image_size=args.image_size, augment=args.augment, n_views=args.views,
-                   average_views=args.average_views, precision=args.precision,
-                   neighbours_from=args.neighbours_from, train=train)
+    given = {p.name: getattr(args, p.name) for p in params.on("cli")}
+    spec = {p.name: given[p.name] for p in params.at_level("spec") if given.get(p.name) is not None}
+    train = {p.name: given[p.name] for p in params.at_level("train") if p.name in given}
+    return RunSpec(**spec, train=TrainConfig.for_dataset(spec.get("dataset", params.param("dataset").default),
+                                                         **train))
+
+
+def _runs_dir(args):
+    from .store.runs import default_runs_dir
+    return args.runs_dir or default_runs_dir()
 
 
 def _train(args) -> int:
-    from .pipeline import ConfigError
-    from .runs import create_run
+    from .errors import ConfigError, IcbplError
+    from .store.runs import create_run
 
     try:
-        spec = _spec_from_args(args).resolved()
-        spec.train.validate()
-    except (ConfigError, ValueError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    run = create_run(args.runs_dir, spec.to_dict())
+        spec = spec_from_args(args).resolved()
+    except (ConfigError, IcbplError) as exc:
+        return _fail(hint(exc), EXIT_USAGE)
+    run = create_run(_runs_dir(args), spec.to_dict())
     return _execute(spec, run, resume=False, args=args)
 
 
 def _resume(args) -> int:
-    from .pipeline import RunSpec
-    from .runs import RunError, open_run
+    from .config import RunSpec
+    from .errors import RunError
+    from .store.runs import open_run
 
     try:
         run = open_run(args.run_dir)
     except RunError as exc:
         return _fail(str(exc), EXIT_FAILED)
-    if run.state == "running":
-        return _fail(f"run {run.id} is still running (pid {run.status().get('pid')})", EXIT_FAILED)
-    if run.state == "finished":
+    status = run.status()
+    if status["state"] == "running":
+        return _fail(f"run {run.id} is still running (pid {status.get('pid')})", EXIT_FAILED)
+    if status["state"] == "finished":
         return _fail(f"run {run.id} has already finished", EXIT_FAILED)
     return _execute(RunSpec.from_dict(run.config), run, resume=True, args=args)
 
 
 def _execute(spec, run, resume: bool, args) -> int:
-    from . import pipeline
-    from .trainer import StopRequested
+    from .training import pipeline
+    from .training.trainer import StopRequested
 
     print(f"run folder: {run.path}", file=sys.stderr)
     try:
         metrics = pipeline.run(spec, run, resume=resume, on_event=None if args.quiet else _print_event,
                                cache_dir=args.cache_dir)
     except StopRequested as exc:
-        print(f"{exc}; continue with: python -m icbpl_core resume {run.path}", file=sys.stderr)
+        print(f"{exc}; continue with: {PROG} resume {run.path}", file=sys.stderr)
         print(run.path)
         return EXIT_STOPPED
     except Exception as exc:  # noqa: BLE001 - every failure is recorded in the run and shown in one line
-        return _fail(f"{exc} (run folder: {run.path})", EXIT_FAILED)
+        return _fail(f"{hint(exc)} (run folder: {run.path})", EXIT_FAILED)
     if not args.quiet and "acc" in metrics:
         print(f"ACC {metrics['acc']:.4f}  NMI {metrics['nmi']:.4f}  ARI {metrics['ari']:.4f}  "
               f"clusters used {metrics['n_clusters_used']}/{metrics['n_clusters']}", file=sys.stderr)
@@ -180,8 +181,9 @@ def _execute(spec, run, resume: bool, args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_csv
-    from .runs import RunError, open_run
+    from .errors import RunError
+    from .store.export import export_csv
+    from .store.runs import open_run
 
     try:
         rows = export_csv(open_run(args.run_dir), args.out)
@@ -192,14 +194,14 @@ def _export(args) -> int:
 
 
 def _runs(args) -> int:
-    from .runs import list_runs
+    from .store.runs import list_runs
 
-    runs = list_runs(args.runs_dir)
+    directory = _runs_dir(args)
+    runs = list_runs(directory)
     if not runs:
-        print(f"no runs in {args.runs_dir}", file=sys.stderr)
+        print(f"no runs in {directory}", file=sys.stderr)
         return 0
-    header = f"{'run':<48} {'state':<11} {'epoch':>7} {'acc':>6} {'nmi':>6} {'ari':>6}"
-    print(header)
+    print(f"{'run':<48} {'state':<11} {'epoch':>7} {'acc':>6} {'nmi':>6} {'ari':>6}")
     for run in runs:
         s = run.summary()
         epoch = f"{s['epoch'] or 0}/{s['epochs'] or '?'}"
@@ -209,25 +211,43 @@ def _runs(args) -> int:
 
 
 def _print_event(event: dict) -> None:
-    kind = event["type"]
-    if kind == "epoch":
-        losses = " ".join(f"{k} {v:.3f}" for k, v in event["losses"].items() if k != "total")
-        metrics = "  ".join(f"{k.upper()} {v:.3f}" for k, v in event.get("metrics", {}).items())
-        line = (f"epoch {event['epoch']}/{event['epochs']}  loss {event['losses']['total']:.3f} ({losses})  "
-                f"clusters {event['n_clusters_used']}  {metrics}  {event['seconds']:.1f}s")
-    elif kind == "extract":
-        line = f"extracting {event['what']}: {event['done']}/{event['total']}"
-    elif kind == "data":
-        line = (f"{event['n_images']} images {'x'.join(map(str, event['shape']))}, backbone {event['backbone']}, "
-                f"mode {event['mode']}, augmentation {event['augment']}"
-                + ("" if event["labels"] else ", no labels"))
-    elif kind == "skipped":
-        line = f"skipped {event['count']} unreadable file(s): " + "; ".join(event["files"][:5])
-    elif kind == "resumed":
-        line = f"resumed after epoch {event['epoch']}"
-    else:
-        return
-    print(line, file=sys.stderr, flush=True)
+    text = events.line(event)
+    if text is not None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def hint(exc: BaseException) -> str:
+    """An engine error in the command line's words: the option that fixes it, named as a flag."""
+    setting = getattr(exc, "setting", None)
+    p = params.BY_NAME.get(setting or "")
+    if isinstance(exc, params.ParamError) and p is not None:
+        return f"{p.flag} {exc.problem}"
+    if p is not None and "cli" in p.where:
+        return f"{exc} ({p.flag})"
+    if setting == "cache_dir":
+        return f"{exc}; remove or fix it, or choose another cache folder with --cache-dir or {CACHE_ENV}"
+    return str(exc)
+
+
+def command_line(config: dict, runs_dir: str | None = None, threads: int | None = None) -> str:
+    """The `icbpl train` command that repeats a run (config.json): every setting it was trained with;
+    with `threads` (metrics.json's), prefixed by OMP_NUM_THREADS, since the thread count changes
+    float sums and so the last digits of a result."""
+    from .config import RunSpec
+
+    spec = RunSpec.from_dict(config)
+    args = [PROG, "train"]
+    for p in params.on("cli"):
+        value = getattr(spec.train if p.level == "train" else spec, p.name)
+        if p.type is bool:
+            args += [p.flag] if value != p.default else []
+        elif value is not None:
+            args += [p.flag, repr(value) if isinstance(value, float) else str(value)]
+    if runs_dir:
+        args += ["--runs-dir", str(runs_dir)]
+    if threads:
+        args.insert(0, f"OMP_NUM_THREADS={int(threads)}")
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def _fail(message: str, code: int) -> int:

@@ -1,65 +1,118 @@
-"""Run configuration: one dataclass holds everything a run depends on."""
+"""What a run is: TrainConfig (the training hyper-parameters) inside RunSpec (data, backbone,
+views and training), both built from the parameter table (params.py), so their fields,
+defaults and checks are the table's. config.json holds RunSpec.to_dict().
+
+`RunSpec.resolved()` fills in what "not given" and "auto" mean for this dataset and
+backbone, and refuses combinations that cannot work, before anything is written.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, field, fields, make_dataclass
 
-from .losses import LossWeights
+from . import params
+from .backbones import BACKBONES, from_scratch
+from .datasets import get_entry
+from .errors import ConfigError, ParamError
+
+__all__ = ["TrainConfig", "RunSpec", "ConfigError", "ParamError"]
 
 
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of ICBPL training (the defaults are the measured ones, docs/BENCHMARKS.md)."""
+def _fields(level: str) -> list:
+    return [(p.name, p.type if not p.optional else p.type | None, field(default=p.default))
+            for p in params.at_level(level)]
 
-    n_clusters: int = 10
-    latent_dim: int = 100          # d, the PEDCC dimension (paper: 100)
-    hidden_dim: int = 512          # projection head: Linear(feat, hidden), ReLU, Linear(hidden, d)
-    epochs: int = 60
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    w_mmd: float = 20.0            # MMD to PEDCC; keeps every cluster in use
-    w_aug: float = 1.0             # augmentation consistency
-    w_knn: float = 5.0             # k-nearest-neighbour attraction
-    w_cos: float = 1.0             # minimum cosine distance to PEDCC
-    n_neighbors: int = 20          # k of the neighbour loss (SCAN: 20 on 10-class sets)
-    refresh_every: int = 0         # re-mine neighbours in latent space every R epochs (0: never)
-    n_heads: int = 1               # heads trained together; the lowest-loss one predicts
-    select_head_after: int = 10    # head-only, several heads: keep only the lowest-loss one after E epochs (0: never)
-    seed: int = 0
+
+class TrainConfig(make_dataclass("TrainFields", _fields("train"))):
+    """Hyper-parameters of ICBPL training: every "train" entry of params.PARAMS, with its default
+    (the measured ones, docs/BENCHMARKS.md)."""
 
     @property
-    def loss_weights(self) -> LossWeights:
+    def loss_weights(self):
+        from .method.losses import LossWeights
         return LossWeights(self.w_mmd, self.w_aug, self.w_knn, self.w_cos)
 
     def validate(self) -> None:
-        if self.n_clusters < 2:
-            raise ValueError(f"the number of clusters must be at least 2, got {self.n_clusters}")
-        for name in ("latent_dim", "hidden_dim", "epochs", "batch_size", "n_neighbors", "n_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be at least 2")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if min(self.w_mmd, self.w_aug, self.w_knn, self.w_cos) < 0:
-            raise ValueError("loss weights must be non-negative")
-        if self.select_head_after < 0:
-            raise ValueError("select_head_after must be 0 (keep every head) or a positive number of epochs")
-        if self.refresh_every < 0:
-            raise ValueError("refresh_every must be 0 (never) or a positive number of epochs")
+        params.check_all(self.to_dict(), "train")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        data = params.renamed(data, "train")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def for_dataset(cls, dataset: str, **overrides) -> "TrainConfig":
-        """TrainConfig defaults, then the dataset's recipe, then `overrides` (None = not given)."""
-        from .datasets import get_entry
-
+    def for_dataset(cls, dataset: str, **given) -> "TrainConfig":
+        """The table's defaults, then the dataset's recipe, then `given` (None = not given)."""
         recipe = dict(get_entry(dataset).train_defaults)
-        return cls(**{**recipe, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls(**{**recipe, **{k: v for k, v in given.items() if v is not None}})
+
+
+class RunSpec(make_dataclass("SpecFields", _fields("spec") + [
+        ("train", TrainConfig, field(default_factory=TrainConfig))])):
+    """Everything a run depends on: every "spec" entry of params.PARAMS, and `train`."""
+
+    def validate(self) -> None:
+        params.check_all({f.name: getattr(self, f.name) for f in fields(self)}, "spec")
+        self.train.validate()
+
+    def resolved(self) -> "RunSpec":
+        """A checked copy with defaults filled in (backbone, mode, input size, precision, neighbour
+        source), as stored in config.json; ConfigError when the combination cannot work."""
+        spec = RunSpec.from_dict(self.to_dict())
+        spec.validate()
+        entry = get_entry(spec.dataset)
+        if spec.backbone is None:
+            spec.backbone = entry.default_backbone
+        spec._check_weights()
+        pretrained = spec.pretrained and (bool(spec.weights) or spec.backbone not in BACKBONES
+                                          or BACKBONES[spec.backbone].has_pretrained)
+        if spec.mode == "auto":
+            spec.mode = "head" if pretrained else "finetune"
+        elif spec.mode == "head" and not pretrained:
+            raise ConfigError(f"head-only training needs a pretrained backbone, and {spec.backbone} "
+                              + ("is set to random weights" if not spec.pretrained else "has no pretrained weights")
+                              + "; train on the images (mode finetune) or choose another backbone", setting="mode")
+        from .features.extract import resolve_precision
+        spec.precision = resolve_precision(spec.precision)
+        if spec.image_size is None and pretrained:
+            spec.image_size = entry.image_size
+        spec.neighbours_from = _neighbour_source(spec.neighbours_from, entry.scratch_neighbours, pretrained)
+        return spec
+
+    def _check_weights(self) -> None:
+        if self.weights and from_scratch(self.backbone):
+            raise ConfigError(f"{self.backbone} is trained from scratch and takes no weights file; choose a "
+                              "pretrained backbone to load it into", setting="weights")
+        entry = BACKBONES.get(self.backbone)
+        if entry is not None and entry.weights == "file" and self.pretrained and not self.weights:
+            raise ConfigError(f"{self.backbone} has no weights of its own: give it a weights file (e.g. a SCAN "
+                              "or SimCLR checkpoint), or turn pretrained weights off", setting="weights")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSpec":
+        """A spec from config.json, older ones included (they resolve to what they were trained with)."""
+        data = params.renamed({"precision": "fp32", **data}, "spec")   # before the option: fp32
+        if "neighbours_from" not in data and data.get("backbone"):      # resolved before the option existed
+            data["neighbours_from"] = "pixels" if from_scratch(data["backbone"]) else "backbone"
+        known = {f.name for f in fields(cls)} - {"train"}
+        spec = cls(**{k: v for k, v in data.items() if k in known})
+        spec.train = TrainConfig.from_dict(data.get("train") or {})
+        return spec
+
+
+def _neighbour_source(source: str, scratch_neighbours: str, pretrained: bool) -> str:
+    """Resolve neighbours_from. auto: a pretrained encoder's own features; for a scratch encoder,
+    the dataset's recipe (digits: mobilenet_v2_mid features, purer neighbours than the pixels)."""
+    if source == "auto":
+        return "backbone" if pretrained else scratch_neighbours
+    if source == "backbone" and not pretrained:
+        raise ConfigError("a backbone without pretrained weights has no features to mine neighbours in; "
+                          "mine them in the pixels or in a pretrained backbone's features instead",
+                          setting="neighbours_from")
+    return source

@@ -56,15 +56,15 @@ class Backbone(nn.Module):
         """Freeze everything but `blocks` (default: trainable_blocks); returns the trained names."""
         blocks = self.trainable_blocks if blocks is None else tuple(blocks)
         for name, param in self.named_parameters():
-            param.requires_grad = any(name == b or name.startswith(b + ".") or b == "" for b in blocks)
+            param.requires_grad = _in_blocks(name, blocks)
         return list(blocks)
 
     def describe(self) -> dict:
-        """What the app shows about a backbone: sizes, normalisation, weights, what fine-tuning trains."""
+        """What a run records about its backbone: sizes, normalisation, where the weights came from
+        (and what a checkpoint file provided), what fine-tuning trains."""
         blocks = tuple(self.trainable_blocks)
         n_params = sum(p.numel() for p in self.parameters())
-        n_trainable = sum(p.numel() for name, p in self.named_parameters()
-                          if any(b == "" or name == b or name.startswith(b + ".") for b in blocks))
+        n_trainable = sum(p.numel() for name, p in self.named_parameters() if _in_blocks(name, blocks))
         info = {"name": self.name, "class": type(self).__name__, "feature_dim": int(self.feature_dim),
                 "input_size": self.input_size, "in_channels": self.in_channels,
                 "mean": [float(m) for m in self.mean], "std": [float(s) for s in self.std],
@@ -73,3 +73,8 @@ class Backbone(nn.Module):
         if self.load_report is not None:
             info["load_report"] = self.load_report
         return info
+
+
+def _in_blocks(name: str, blocks: tuple[str, ...]) -> bool:
+    """Whether parameter `name` lies in one of the named submodules ("" is the whole network)."""
+    return any(b == "" or name == b or name.startswith(b + ".") for b in blocks)

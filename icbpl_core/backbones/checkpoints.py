@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import BackboneError
+from ..errors import BackboneError
+from ..store.files import file_sha256
 
 PREFERRED = ("teacher", "encoder_q", "base_encoder", "online", "query")
 AVOIDED = ("student", "encoder_k", "momentum", "target", "key_encoder")
@@ -239,58 +240,87 @@ def load_checkpoint(model: nn.Module, weights: str | Path | dict, architecture: 
     key: the container to use ("teacher", "student", "state_dict", dotted for nested ones);
     by default the one that fits the model best. strict: raise when any model tensor is missing.
     """
-    from .torchvision_models import file_sha256
-
-    if isinstance(weights, (str, Path)):
-        file, digest, obj = str(weights), file_sha256(Path(weights)) if Path(weights).is_file() else "", \
-            read_file(weights)
-    else:
-        file, digest, obj = "<in memory>", "", weights
-    target = {k: v for k, v in model.state_dict().items()}
-    counted = [k for k in target if _is_counted(k)]
+    file, digest, obj = _open(weights)
+    target = dict(model.state_dict())
     what = architecture or type(model).__name__
+    renamers = {"": lambda k: k, "children": _children_renamer(model)}
+    path, prefix, rname, tensors = _best_match(_containers(obj, key, file), target, renamers)
+    state, ignored, prefix = _renamed_state(tensors, prefix, renamers[rname], model, target, min_fraction)
+    report, load = _report(file, digest, path, prefix, tensors, state, ignored, target)
+    if report.fraction < min_fraction or report.mismatched:
+        raise BackboneError(_misfit(file, what, report, state, target, min_fraction))
+    if strict and report.missing:
+        raise BackboneError(f"{file} lacks {len(report.missing)} tensors of {what}: {', '.join(report.missing[:5])}")
+    if report.missing:
+        warnings.warn(f"{what}: {report.summary()}; the missing tensors keep their initial values", stacklevel=2)
+    model.load_state_dict(load, strict=False)
+    return report
+
+
+def _open(weights: str | Path | dict) -> tuple[str, str, Any]:
+    """(file name, sha256, loaded object) of a checkpoint file or an already loaded object."""
+    if isinstance(weights, (str, Path)):
+        return str(weights), file_sha256(weights) if Path(weights).is_file() else "", read_file(weights)
+    return "<in memory>", "", weights
+
+
+def _containers(obj: Any, key: str | None, file: str) -> list[tuple[tuple[str, ...], dict]]:
     candidates = _tensor_dicts(obj)
     if key is not None:
-        wanted = tuple(key.split("."))
-        candidates = [c for c in candidates if c[0] == wanted]
+        candidates = [c for c in candidates if c[0] == tuple(key.split("."))]
         if not candidates:
             raise BackboneError(f"{file} has no tensors under {key!r}")
     if not candidates:
         raise BackboneError(f"{file} holds no tensors (a {type(obj).__name__}); it is not a weights file")
-    filter_fn = _timm_filter(model)
-    renamers = {"": lambda k: k, "children": _children_renamer(model)}
+    return candidates
 
-    def fit(state: dict) -> int:
-        return sum(1 for k, v in state.items() if k in target and _is_counted(k) and
-                   tuple(v.shape) == tuple(target[k].shape))
 
-    # Score every (container, prefix, renaming): how many model tensors it provides, then preference.
+def _fits(name: str, tensor: torch.Tensor, target: dict) -> bool:
+    return name in target and _is_counted(name) and tuple(tensor.shape) == tuple(target[name].shape)
+
+
+def _best_match(candidates, target: dict, renamers: dict):
+    """The (container, prefix, renaming) providing the most model tensors; ties go to the
+    preferred copy (teacher, query, online), then the shortest path and prefix, then no renaming."""
     best = None
     for path, tensors in candidates:
         counts: dict[tuple[str, str], int] = {}
         for k, v in tensors.items():
             for prefix in _prefixes(k):
                 for rname, rename in renamers.items():
-                    name = rename(k[len(prefix):])
-                    if name in target and _is_counted(name) and tuple(v.shape) == tuple(target[name].shape):
+                    if _fits(rename(k[len(prefix):]), v, target):
                         counts[(prefix, rname)] = counts.get((prefix, rname), 0) + 1
-        if not counts:
-            counts[("", "")] = 0
-        for (prefix, rname), n in counts.items():
+        for (prefix, rname), n in (counts or {("", ""): 0}).items():
             score = (n, _preference(".".join(path) + "." + prefix), -len(path), -len(prefix), rname == "")
             if best is None or score > best[0]:
                 best = (score, path, prefix, rname, tensors)
-    _, path, prefix, rname, tensors = best
-    rename = renamers[rname]
+    return best[1:]
+
+
+def _renamed_state(tensors: dict, prefix: str, rename, model: nn.Module, target: dict, min_fraction: float):
+    """The file's tensors under the model's names (and the keys left out); timm models also get
+    timm's own checkpoint filter, on the renamed tensors or, when that fits better, on the whole file."""
+    fit = lambda state: sum(1 for k, v in state.items() if _fits(k, v, target))  # noqa: E731
     ignored = [k for k in tensors if not k.startswith(prefix)]
     state = {rename(k[len(prefix):]): v for k, v in tensors.items() if k.startswith(prefix)}
+    filter_fn = _timm_filter(model)
+    if filter_fn is None:
+        return state, ignored, prefix
     filtered = _apply_filter(filter_fn, state, model)
-    if filter_fn is not None and fit(filtered) >= fit(state):
+    if fit(filtered) >= fit(state):
         state = filtered
-    if filter_fn is not None and fit(state) < min_fraction * len(counted):   # e.g. an original CLIP file
+    counted = sum(1 for k in target if _is_counted(k))
+    if fit(state) < min_fraction * counted:   # e.g. an original CLIP file
         whole = _apply_filter(filter_fn, tensors, model)
         if fit(whole) > fit(state):
-            state, ignored, prefix = whole, [], ""
+            return whole, [], ""
+    return state, ignored, prefix
+
+
+def _report(file: str, digest: str, path, prefix: str, tensors: dict, state: dict, ignored: list,
+            target: dict) -> tuple[LoadReport, dict]:
+    """What loading `state` into the model sets, leaves missing, or cannot use; and the tensors to load."""
+    counted = [k for k in target if _is_counted(k)]
     load = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
     mismatched = [f"{k}: file {list(v.shape)} model {list(target[k].shape)}" for k, v in state.items()
                   if k in target and tuple(v.shape) != tuple(target[k].shape)]
@@ -298,31 +328,26 @@ def load_checkpoint(model: nn.Module, weights: str | Path | dict, architecture: 
     for k in state:
         if k not in target:
             (heads if k.split(".")[0] in HEAD_NAMES else unexpected).append(k)
-    missing = [k for k in counted if k not in load]
-    loaded = sum(1 for k in load if _is_counted(k))
-    container = "".join(f"[{p!r}]" for p in path)
     report = LoadReport(file=file, sha256=digest, format=_guess_format(path, prefix, list(tensors)),
-                        container=container, prefix=prefix, loaded=loaded, total=len(counted),
-                        missing=missing, unexpected=unexpected, mismatched=mismatched,
-                        ignored=ignored + [prefix + k for k in heads])
+                        container="".join(f"[{p!r}]" for p in path), prefix=prefix,
+                        loaded=sum(1 for k in load if _is_counted(k)), total=len(counted),
+                        missing=[k for k in counted if k not in load], unexpected=unexpected,
+                        mismatched=mismatched, ignored=ignored + [prefix + k for k in heads])
     total_numel = sum(target[k].numel() for k in counted) or 1
     report.fraction = round(sum(v.numel() for k, v in load.items() if _is_counted(k)) / total_numel, 4)
-    if report.fraction < min_fraction or mismatched:
-        seen = {k: tuple(v.shape) for k, v in state.items()}
-        found = (f"only {loaded} of its {len(counted)} weight tensors ({100 * report.fraction:.0f}% of the "
-                 f"weights) were found" if report.fraction < min_fraction else
-                 f"{len(mismatched)} of its weight tensors have another shape in the file")
-        example = f" For example {mismatched[0]}." if mismatched else ""
-        raise BackboneError(
-            f"{file} does not fit {what}: {found} (best match: container {container or 'top level'}, key "
-            f"prefix {prefix!r}; {len(mismatched)} with the right name but another shape).{example} The file "
-            f"looks like {describe_architecture(list(seen), seen)}; {what} is "
+    return report, load
+
+
+def _misfit(file: str, what: str, report: LoadReport, state: dict, target: dict, min_fraction: float) -> str:
+    """Why a file does not fit the model, and what it looks like instead."""
+    seen = {k: tuple(v.shape) for k, v in state.items()}
+    counted = [k for k in target if _is_counted(k)]
+    found = (f"only {report.loaded} of its {report.total} weight tensors ({100 * report.fraction:.0f}% of the "
+             f"weights) were found" if report.fraction < min_fraction else
+             f"{len(report.mismatched)} of its weight tensors have another shape in the file")
+    example = f" For example {report.mismatched[0]}." if report.mismatched else ""
+    return (f"{file} does not fit {what}: {found} (best match: container {report.container or 'top level'}, key "
+            f"prefix {report.prefix!r}; {len(report.mismatched)} with the right name but another shape).{example} "
+            f"The file looks like {describe_architecture(list(seen), seen)}; {what} is "
             f"{describe_architecture(counted, {k: tuple(v.shape) for k, v in target.items()})}. "
-            f"Choose the backbone the checkpoint was trained with.")
-    if strict and missing:
-        raise BackboneError(f"{file} lacks {len(missing)} tensors of {what}: {', '.join(missing[:5])}")
-    if missing:
-        warnings.warn(f"{what}: {report.summary()}; the missing tensors keep their initial values",
-                      stacklevel=2)
-    model.load_state_dict(load, strict=False)
-    return report
+            "Choose the backbone the checkpoint was trained with.")

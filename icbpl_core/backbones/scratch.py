@@ -1,11 +1,11 @@
-"""A small CNN trained from scratch, for small grey images (digits, MNIST-like)."""
+"""Small encoders trained from scratch, for small grey images (digits, MNIST-like)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from . import register
 from .base import Backbone
+from .catalog import SCRATCH
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -35,10 +35,6 @@ class SmallConvNet(Backbone):
         return self.stage3(x).mean(dim=(2, 3))
 
 
-@register("scratch", "small CNN trained from scratch (for small grey images)", has_pretrained=False)
-def build_scratch(pretrained: bool = False, in_channels: int = 1, weights: str | None = None) -> Backbone:
-    return SmallConvNet(in_channels=in_channels)
-
 
 class SmallMLP(Backbone):
     """Flatten -> Linear-BN-ReLU x 2, for tiny images such as 8x8 digits.
@@ -62,6 +58,6 @@ class SmallMLP(Backbone):
         return self.net(x)
 
 
-@register("scratch-mlp", "small MLP trained from scratch on tiny images (fast)", has_pretrained=False)
-def build_scratch_mlp(pretrained: bool = False, in_channels: int = 1, weights: str | None = None) -> Backbone:
-    return SmallMLP(in_channels=in_channels)
+def build_scratch(name: str, pretrained: bool = False, in_channels: int = 1, weights: str | None = None) -> Backbone:
+    """The encoder catalog.SCRATCH names by class, randomly initialised (there are no weights to load)."""
+    return {"SmallConvNet": SmallConvNet, "SmallMLP": SmallMLP}[SCRATCH[name].cls](in_channels=in_channels)

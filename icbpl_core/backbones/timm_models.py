@@ -1,7 +1,7 @@
 """timm backbones: any timm model as `timm:<model name>`, and named aliases for self-supervised ones.
 
     create_backbone("timm:resnet50.a1_in1k")       # any timm model (a pretrained tag is optional)
-    create_backbone("dinov2_vits14")               # an alias from ALIASES
+    create_backbone("dinov2_vits14")               # an alias from catalog.TIMM
     create_backbone("timm:vit_small_patch16_224", weights="dino_deitsmall16_pretrain.pth")
 
 Pretrained weights come from the Hugging Face cache (downloaded into it when allowed:
@@ -15,50 +15,19 @@ config. timm itself is imported only when a timm backbone is built.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from torch import nn
 
-from . import BackboneError, register
+from ..errors import BackboneError
+from ..store.files import file_sha256
 from .base import Backbone
-from .torchvision_models import (TrunkBackbone, downloads_allowed, file_sha256, find_weights,
-                                 hub_checkpoint_dir)
+from .catalog import TIMM
+from .checkpoints import load_checkpoint
+from .torchvision_models import TrunkBackbone
+from .weights import downloads_allowed, find_weights, hub_checkpoint_dir
 
 PREFIX = "timm:"
-
-
-@dataclass(frozen=True)
-class TimmAlias:
-    model: str                         # timm model name, with its pretrained tag
-    description: str
-    kwargs: tuple[tuple[str, object], ...] = ()   # extra timm.create_model arguments
-    weights_url: str | None = None     # weights timm does not carry: the authors' checkpoint file
-
-
-MOCO_V3 = "https://dl.fbaipublicfiles.com/moco-v3"
-IMAGENET_STATS = (("pretrained_cfg_overlay", {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}),)
-ALIASES: dict[str, TimmAlias] = {
-    "dino_vits16": TimmAlias("vit_small_patch16_224.dino", "DINO ViT-S/16 (self-supervised on ImageNet), 384-d"),
-    "dino_vits8": TimmAlias("vit_small_patch8_224.dino", "DINO ViT-S/8 (self-supervised on ImageNet), 384-d"),
-    "dino_vitb16": TimmAlias("vit_base_patch16_224.dino", "DINO ViT-B/16 (self-supervised on ImageNet), 768-d"),
-    "dino_vitb8": TimmAlias("vit_base_patch8_224.dino", "DINO ViT-B/8 (self-supervised on ImageNet), 768-d"),
-    "dinov2_vits14": TimmAlias("vit_small_patch14_dinov2.lvd142m", "DINOv2 ViT-S/14 at 224 px, 384-d",
-                               (("img_size", 224),)),
-    "dinov2_vitb14": TimmAlias("vit_base_patch14_dinov2.lvd142m", "DINOv2 ViT-B/14 at 224 px, 768-d",
-                               (("img_size", 224),)),
-    "dinov2_vitl14": TimmAlias("vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14 at 224 px, 1024-d",
-                               (("img_size", 224),)),
-    "clip_vitb16": TimmAlias("vit_base_patch16_clip_224.openai", "OpenAI CLIP ViT-B/16 image tower, 768-d"),
-    "clip_vitb32": TimmAlias("vit_base_patch32_clip_224.openai", "OpenAI CLIP ViT-B/32 image tower, 768-d"),
-    # MoCo v3's ViT-S uses 12 heads (timm's ViT-S has 6); timm carries no MoCo v3 weights, so the
-    # authors' checkpoint is fetched into the torch hub cache and loaded through checkpoints.py.
-    "mocov3_vits16": TimmAlias("vit_small_patch16_224", "MoCo v3 ViT-S/16 (self-supervised on ImageNet), 384-d",
-                               (("num_heads", 12),) + IMAGENET_STATS, f"{MOCO_V3}/vit-s-300ep/vit-s-300ep.pth.tar"),
-    "mocov3_vitb16": TimmAlias("vit_base_patch16_224", "MoCo v3 ViT-B/16 (self-supervised on ImageNet), 768-d",
-                               IMAGENET_STATS, f"{MOCO_V3}/vit-b-300ep/vit-b-300ep.pth.tar"),
-}
 
 
 def _timm():
@@ -196,8 +165,6 @@ def build_timm(model_name: str, pretrained: bool = True, in_channels: int = 3, w
     label = label or f"{PREFIX}{model_name}"
     source, weights_id, report = "random", "random", None
     if weights or (pretrained and weights_url):
-        from .checkpoints import load_checkpoint
-
         path = Path(weights) if weights else find_weights(weights_url.rsplit("/", 1)[-1], None, weights_url,
                                                            check_hash=False)
         model = create_model(model_name, pretrained=False, **kwargs)
@@ -228,12 +195,8 @@ def build_timm_name(name: str, pretrained: bool = True, in_channels: int = 3,
     return build_timm(model_name, pretrained, in_channels, weights)
 
 
-def _build_alias(alias: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> Backbone:
-    entry = ALIASES[alias]
+def build_alias(alias: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> Backbone:
+    """A named alias of catalog.TIMM."""
+    entry = TIMM[alias]
     return build_timm(entry.model, pretrained, in_channels, weights, dict(entry.kwargs), entry.weights_url,
                       label=alias)
-
-
-for _alias, _entry in ALIASES.items():
-    register(_alias, f"{_entry.description}; timm {_entry.model}", has_pretrained=True)(
-        partial(_build_alias, _alias))

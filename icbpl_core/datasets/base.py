@@ -47,22 +47,34 @@ class ImageDataset:
 
     def to_array(self, size: int | None = None) -> np.ndarray:
         """All images as uint8 (N, H, W, C); `size` resizes to size x size (needed when sizes vary)."""
-        first = self.image(0)
-        channels = 1 if first.mode == "L" else 3
+        channels = channels_of(self.image(0))
         out = None
         for i in range(len(self)):
-            img = self.image(i).convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+            arr = decode(self.image(i), channels, size)
             if out is None:
                 out = np.empty((len(self),) + arr.shape, dtype=np.uint8)
             elif arr.shape != out.shape[1:]:
-                raise ValueError(
-                    f"image {self.item_id(i)} is {arr.shape[1]}x{arr.shape[0]}, others are "
-                    f"{out.shape[2]}x{out.shape[1]}: pass an image size to resize them all")
+                raise size_mismatch(self.item_id(i), arr.shape, out.shape[1:])
             out[i] = arr
         return out
+
+
+def channels_of(image: Image.Image) -> int:
+    """1 for an L image, else 3: a dataset's channels are its first image's."""
+    return 1 if image.mode == "L" else 3
+
+
+def decode(image: Image.Image, channels: int, size: int | None = None) -> np.ndarray:
+    """A PIL image as uint8 (H, W, channels), resized to size x size (bilinear) when `size` is given."""
+    img = image.convert("L" if channels == 1 else "RGB")
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+
+
+def size_mismatch(item_id: str, shape: tuple, expected: tuple) -> ValueError:
+    return ValueError(f"image {item_id} is {shape[1]}x{shape[0]}, others are {expected[1]}x{expected[0]}: "
+                      "give an image size to resize them all")
 
 
 class ArrayDataset(ImageDataset):

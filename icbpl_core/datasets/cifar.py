@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, register
+from . import DEFAULT_ROOT, DatasetError
 from .base import ArrayDataset
 
-DEFAULT_ROOT = "./data"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
@@ -85,7 +84,6 @@ def _needed(sub: str) -> list[str]:
     return ["train", "test", "meta"]
 
 
-@register("cifar10", "CIFAR-10, 60,000 32x32 RGB images, 10 classes", default_backbone="mobilenet_v2")
 def load_cifar10(root: str | None = None, download: bool = False) -> ArrayDataset:
     folder = _folder(root, "cifar-10-batches-py", "data_batch_1", "CIFAR10", download)
     images, labels = [], []
@@ -110,12 +108,9 @@ def _load_cifar100(name: str, kind: str, root: str | None, download: bool) -> Ar
     return ArrayDataset(name, np.concatenate(images), np.concatenate(labels), names)
 
 
-@register("cifar100-20", "CIFAR-100 with its 20 superclasses as labels, 60,000 32x32 RGB images",
-          default_backbone="mobilenet_v2")
 def load_cifar100_20(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load_cifar100("cifar100-20", "coarse", root, download)
 
 
-@register("cifar100", "CIFAR-100, 60,000 32x32 RGB images, 100 classes", default_backbone="mobilenet_v2")
 def load_cifar100(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load_cifar100("cifar100", "fine", root, download)

@@ -13,13 +13,12 @@ every image is grey, else RGB). item_id is the path relative to the root.
 Zip archives are treated as hostile: entries escaping the folder (absolute, `..`) are
 refused, symlinks ignored, file count and uncompressed size capped (declared sizes and the
 bytes actually written), then the images are extracted atomically to
-<ICBPL_CACHE_DIR or ~/.cache/icbpl>/archives/<sha256>/ and opened as a folder (a single
+<cache root>/archives/<sha256>/ (store/files.py) and opened as a folder (a single
 top-level folder in the archive is descended into). Archive-level skips (symlinks,
 non-images, corrupt entries) are reported with their names inside the archive.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, register
+from ..store.files import cache_root, file_sha256
+from . import DatasetError
 from .images import FileDataset, describe_error, is_hidden, is_image_name, native_mode, probe_all
 
 ZIP_MAX_BYTES = 2 * 1024 ** 3       # env ICBPL_ZIP_MAX_BYTES
@@ -83,8 +83,6 @@ def open_folder(root: str | os.PathLike, name: str = "folder",
     return FileDataset(name, root, paths, labels, class_names, mode, sizes, skipped)
 
 
-@register("folder", "your own image folder: class subfolders give labels, a flat folder has none",
-          default_backbone="mobilenet_v2", needs_root=True)
 def load_folder(root: str | None = None, download: bool = False) -> FileDataset:
     if root and Path(root).is_file() and zipfile.is_zipfile(root):
         return load_zip(root)
@@ -102,18 +100,6 @@ def _limit(value: int | None, env: str, default: int) -> int:
         return int(os.environ.get(env, default))
     except ValueError:
         raise DatasetError(f"{env} must be a whole number, got {os.environ[env]!r}") from None
-
-
-def archive_cache_dir() -> Path:
-    return Path(os.environ.get("ICBPL_CACHE_DIR", Path.home() / ".cache" / "icbpl")) / "archives"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def entry_parts(name: str) -> list[str]:
@@ -174,8 +160,8 @@ def extract_zip(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """Extract the images of a zip (once, cached by its sha256); returns the extraction folder."""
     max_bytes = _limit(max_bytes, "ICBPL_ZIP_MAX_BYTES", ZIP_MAX_BYTES)
     max_files = _limit(max_files, "ICBPL_ZIP_MAX_FILES", ZIP_MAX_FILES)
-    cache = Path(cache_dir) if cache_dir is not None else archive_cache_dir()
-    final = cache / sha256_file(path)
+    cache = Path(cache_dir) if cache_dir is not None else cache_root() / "archives"
+    final = cache / file_sha256(path)
     if final.is_dir():
         return final
     cache.mkdir(parents=True, exist_ok=True)
@@ -227,6 +213,3 @@ def load_zip(root: str | None = None, download: bool = False, *, cache_dir: str 
         folder = children[0]
     return open_folder(folder, "zip", skipped)
 
-
-register("zip", "a zip archive of images (extracted safely to a cache, then read as a folder)",
-         default_backbone="mobilenet_v2", needs_root=True)(load_zip)

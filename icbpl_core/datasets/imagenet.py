@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, register
+from . import DatasetError
 from .images import FileDataset, is_hidden, is_image_name
 
 SUBSETS_DIR = Path(__file__).with_name("imagenet_subsets")
@@ -48,13 +48,18 @@ def load_subset(n_classes: int, root: str | None) -> FileDataset:
                        [short for _, short in classes], mode="RGB")
 
 
-def _register(n_classes: int, source: str) -> None:
-    @register(f"imagenet{n_classes}", f"ImageNet-{n_classes} ({source}), {n_classes} classes of a local "
-              "ImageNet train folder, read lazily", default_backbone="mobilenet_v2", needs_root=True)
-    def load(root: str | None = None, download: bool = False) -> FileDataset:
-        """ImageNet cannot be downloaded automatically; `download` is ignored."""
-        return load_subset(n_classes, root)
+def load_imagenet10(root: str | None = None, download: bool = False) -> FileDataset:
+    """ImageNet cannot be downloaded automatically; `download` is ignored (as by the others)."""
+    return load_subset(10, root)
 
 
-for _n, _source in ((10, "DAC"), (50, "SCAN"), (100, "SCAN"), (200, "SCAN")):
-    _register(_n, _source)
+def load_imagenet50(root: str | None = None, download: bool = False) -> FileDataset:
+    return load_subset(50, root)
+
+
+def load_imagenet100(root: str | None = None, download: bool = False) -> FileDataset:
+    return load_subset(100, root)
+
+
+def load_imagenet200(root: str | None = None, download: bool = False) -> FileDataset:
+    return load_subset(200, root)

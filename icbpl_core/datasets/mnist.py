@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, register
+from . import DEFAULT_ROOT, DatasetError
 from .base import ArrayDataset
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -21,7 +21,6 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-DEFAULT_ROOT = "./data"
 # idx type codes -> big-endian numpy dtypes
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -89,19 +88,10 @@ def _load(name: str, tv_name: str, class_names: list[str], root: str | None, dow
     return ArrayDataset(name, images, labels, class_names)
 
 
-@register("mnist", "MNIST handwritten digits, 70,000 28x28 grey images, 10 classes",
-          default_backbone="scratch", image_size=96)
 def load_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("mnist", "MNIST", [str(d) for d in range(10)], root, download)
 
 
-# Head 1024 wide: ACC median 0.754 over 3 seeds on all 70,000 images; 512 wide gave 0.711 (seed 0).
-# 4 heads, narrowed to the lowest-loss one after 10 epochs: the weakest of 3 seeds 0.707 -> 0.742,
-# the other two unchanged, for 1.44x the wall time. Backbone mobilenet_v2_mid (block 13 on a 3x3
-# grid, which keeps where the collar, sleeves and buttons are): kNN20 purity 0.877 against 0.819,
-# ACC median 0.776 over 3 seeds against 0.758 (docs/BENCHMARKS.md).
-@register("fashion-mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, 10 classes",
-          default_backbone="mobilenet_v2_mid", image_size=96, train_defaults={"hidden_dim": 1024, "n_heads": 4})
 def load_fashion_mnist(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("fashion-mnist", "FashionMNIST", FASHION_CLASSES, root, download,
                  system_dir=DEBIAN_FASHION_DIR, hint=" (or: apt-get install dataset-fashion-mnist)")

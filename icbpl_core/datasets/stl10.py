@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, register
+from . import DEFAULT_ROOT, DatasetError
 from .base import ArrayDataset
 
-DEFAULT_ROOT = "./data"
 SIDE, PIXELS = 96, 3 * 96 * 96
 STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
@@ -86,13 +85,9 @@ def _load(name: str, root: str | None, download: bool, unlabeled: bool) -> Array
     return ArrayDataset(name, images, None if unlabeled else labels, _class_names(folder))
 
 
-@register("stl10", "STL-10 labelled train+test, 13,000 96x96 RGB images, 10 classes",
-          default_backbone="mobilenet_v2")
 def load_stl10(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("stl10", root, download, unlabeled=False)
 
 
-@register("stl10-unlabeled", "STL-10 train+test+unlabelled, 113,000 96x96 RGB images, no labels",
-          default_backbone="mobilenet_v2")
 def load_stl10_unlabeled(root: str | None = None, download: bool = False) -> ArrayDataset:
     return _load("stl10-unlabeled", root, download, unlabeled=True)

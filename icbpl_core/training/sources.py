@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import torch
 
-from .augment import Augment
-from .backbones import Backbone
+from ..backbones.base import Backbone
+from ..method.augment import Augment
 
 
 class FeatureSource:

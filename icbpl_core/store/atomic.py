@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -45,7 +43,8 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array) -> None:
+    import numpy as np
     _atomic(path, lambda f: np.save(f, array))
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone
+from ..backbones.base import Backbone
 
 
 class ProjectionHead(nn.Module):

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .losses import icbpl_loss
-from .metrics import evaluate
-from .model import MultiHead
-from .neighbours import cosine_topk
+from ..config import TrainConfig
+from ..method.losses import icbpl_loss
+from ..method.metrics import evaluate
+from ..method.model import MultiHead
+from ..method.neighbours import cosine_topk
 
 EventSink = Callable[[dict], None]
 STEP_EVENT_SECONDS = 1.0

@@ -1,12 +1,4 @@
-"""Backbone feature extraction, with an on-disk cache.
-
-Head-only training needs the frozen backbone's features of every image and of V
-augmented copies of it. They are computed once and cached under
-<cache_dir>/features/<key>/, one entry per pass (the clean images, each augmented
-copy), the key hashing everything the numbers depend on (dataset, subset, backbone,
-weights, input size, augmentation, which pass), so a changed input never serves stale
-features and an interrupted extraction keeps the passes it finished. Reads are
-memory-mapped.
+"""Backbone feature extraction: images (in memory or read lazily) -> (N, D) float32 features.
 
 Extraction keeps the cores busy: a background thread prepares the next batches
 (uint8 -> float, augmentation, resizing, normalisation) while the backbone runs on the
@@ -19,43 +11,29 @@ The forward pass runs channels-last (oneDNN's fast layout on CPUs: 1.45x for Mob
 here, same numbers to 1e-5) and, with precision "bf16", under bfloat16 autocast. "auto"
 picks bf16 on CPUs with native bf16 instructions (AVX512-BF16, AMX), where it runs
 MobileNetV2 about 3x faster again with features within 0.4 % (cosine) of fp32;
-elsewhere bf16 is emulated and slower, so fp32. The precision is part of the cache key.
-
-Cache entries are written to a temporary folder and renamed into place after a
-manifest (`complete`, JSON: key, array names, shapes, dtypes) is written last; an
-entry without a valid manifest, or whose files do not match it, is never read: it is
-recomputed and replaced.
+elsewhere bf16 is emulated and slower, so fp32 (docs/BENCHMARKS.md#feature-extraction-speed).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import queue
-import shutil
-import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .augment import Augment
-from .backbones import Backbone
+from .. import params
+from ..errors import ParamError
+from ..backbones.base import Backbone
+from ..datasets.base import channels_of, decode, size_mismatch
+from ..method.augment import Augment
 
-FEATURES_VERSION = 1
-MANIFEST = "complete"
 PREFETCH = 2          # prepared batches waiting ahead of the forward pass
 PREPARE_THREADS = 1   # torch threads of the background preparation (the forward pass keeps its own)
 PREPARE_NICE = 19     # the preparing thread yields the cores to the forward pass (see _Background)
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ICBPL_CACHE_DIR", Path.home() / ".cache" / "icbpl"))
+PRECISIONS = tuple(params.param("precision").options())
 
 
 def native_bf16() -> bool:
@@ -69,19 +47,10 @@ def native_bf16() -> bool:
 def resolve_precision(precision: str) -> str:
     """'auto' -> 'bf16' where the CPU runs it natively, else 'fp32'; others are checked and returned."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ParamError("precision", f"must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "auto":
         return "bf16" if native_bf16() else "fp32"
     return precision
-
-
-def cache_key(**parts) -> str:
-    blob = json.dumps({"version": FEATURES_VERSION, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def ids_digest(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -228,19 +197,13 @@ def _dataset_batches(dataset, size: int | None, batch_size: int,
     Same conversion as ImageDataset.to_array: L or RGB as the first image is, resized
     with PIL's bilinear filter when `size` is given; differing sizes without `size` fail.
     """
-    from PIL import Image
-
     n = len(dataset)
     if n == 0:
         return
-    channels = 1 if dataset.image(0).mode == "L" else 3
-    mode = "L" if channels == 1 else "RGB"
+    channels = channels_of(dataset.image(0))
 
     def load(index: int) -> np.ndarray:
-        img = dataset.image(index).convert(mode)
-        if size is not None and img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
-        return np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+        return decode(dataset.image(index), channels, size)
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="icbpl-decode")
     try:
@@ -253,9 +216,7 @@ def _dataset_batches(dataset, size: int | None, batch_size: int,
             for offset, arr in enumerate(arrays):
                 shape = shape or arr.shape
                 if arr.shape != shape:
-                    raise ValueError(
-                        f"image {dataset.item_id(start + offset)} is {arr.shape[1]}x{arr.shape[0]}, others "
-                        f"are {shape[1]}x{shape[0]}: pass an image size to resize them all")
+                    raise size_mismatch(dataset.item_id(start + offset), arr.shape, shape)
             yield start, np.stack(arrays)
             pending = ahead
     finally:
@@ -281,119 +242,3 @@ def extract_dataset(backbone: Backbone, dataset, size: int | None = None, augmen
     batches = _dataset_batches(dataset, size, batch_size, workers or default_workers())
     return _forward_all(backbone, batches, len(dataset), augment, seed, input_size or size, progress, prefetch,
                         precision)
-
-
-# ----------------------------------------------------------------------------- cache
-
-def _read_entry(folder: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays of a finished cache entry, memory-mapped; None when it is absent or not whole."""
-    marker = folder / MANIFEST
-    if not marker.is_file():
-        return None
-    try:
-        manifest = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("arrays"), dict):
-        return None
-    arrays = {}
-    try:
-        for name, meta in manifest["arrays"].items():
-            array = np.load(folder / f"{name}.npy", mmap_mode="r")
-            if list(array.shape) != list(meta["shape"]) or str(array.dtype) != meta["dtype"]:
-                return None
-            arrays[name] = array
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return arrays
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _clean_stale_temporaries(parent: Path, key: str, older_than_s: float = 3600.0) -> None:
-    """Temporary folders left by writers that were killed (never read; removed after an hour)."""
-    now = time.time()
-    for tmp in parent.glob(f".{key}.*"):
-        try:
-            if now - tmp.stat().st_mtime > older_than_s:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:
-            pass
-
-
-class CacheError(OSError):
-    """The feature cache folder cannot be written; the message says which path and what to do."""
-
-
-def _writable_folder(folder: Path, root: Path) -> None:
-    """Create `folder` (under the cache `root`) or say which path is in the way, before a
-    long extraction whose result could then not be kept."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return
-        problem = f"{folder} is not writable"
-    except (FileExistsError, NotADirectoryError):
-        chain = [folder, *folder.parents]
-        dangling = [p for p in chain if p.is_symlink() and not p.exists()]
-        in_the_way = [p for p in chain if p.exists() and not p.is_dir()]
-        if dangling:
-            problem = f"{dangling[0]} is a link to {os.readlink(dangling[0])}, which does not exist"
-        else:
-            problem = f"{in_the_way[0] if in_the_way else folder} is not a folder"
-    except PermissionError:
-        problem = f"{folder} cannot be created (permission denied)"
-    raise CacheError(f"the feature cache cannot be used: {problem}; remove or fix it, or choose another "
-                     f"cache folder (--cache-dir or ICBPL_CACHE_DIR, now {root})")
-
-
-def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
-                    cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """Arrays stored under `key`, computed and written atomically on a miss."""
-    root = Path(cache_dir or default_cache_dir())
-    folder = root / "features" / key
-    cached = _read_entry(folder, key)
-    if cached is not None:
-        return cached
-    _writable_folder(folder.parent, root)
-    arrays = compute()
-    _clean_stale_temporaries(folder.parent, key)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-    try:
-        manifest = {"key": key, "version": FEATURES_VERSION, "arrays": {}}
-        for name, array in arrays.items():
-            array = np.asarray(array)
-            np.save(tmp / f"{name}.npy", array)
-            _fsync(tmp / f"{name}.npy")
-            manifest["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-        (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n")   # written last: the entry is whole
-        _fsync(tmp / MANIFEST)
-        if _read_entry(folder, key) is not None:    # a concurrent writer finished first; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            if folder.exists():                     # an entry that is not whole: move it aside first
-                trash = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-                try:
-                    os.replace(folder, trash / "old")
-                except OSError:
-                    pass
-                shutil.rmtree(trash, ignore_errors=True)
-            try:
-                os.replace(tmp, folder)
-            except OSError:                          # another writer renamed theirs in meanwhile
-                shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return arrays

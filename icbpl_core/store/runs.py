@@ -2,8 +2,9 @@
 
     <runs_dir>/<run_id>/
         config.json       the RunSpec (everything needed to reproduce the run)
+        job.json          the process a launcher (the app) started for it: pid, host, command, times
         status.json       state (running, finished, failed, cancelled), pid, times, error
-        events.jsonl      one JSON object per line: start, extract, step, epoch, done, error
+        events.jsonl      one JSON object per line (events.py)
         checkpoint.pt     model, optimiser and trainer state after the last full epoch
         pedcc.npy         the K x d centroids
         latents.npy       N x d latents of the final model
@@ -19,34 +20,25 @@ import os
 import re
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
+from .. import events as ev
+from ..errors import RunError
 from . import atomic
+from .clock import iso
+from .process import alive_here
 
-STATES = ("running", "finished", "failed", "cancelled", "interrupted")
-
-
-class RunError(ValueError):
-    pass
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+RUNS_DIR_ENV = "ICBPL_RUNS_DIR"
+STATES = ("running", "finished", "failed", "cancelled", "interrupted")   # what status.json records
+ACTIVE = ("starting", "running")        # "starting": a launched process has not written its status yet
+RESUMABLE = ("cancelled", "interrupted", "failed")
+JOB_NAME = "job.json"
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def default_runs_dir() -> Path:
+    """Where run folders go unless told: $ICBPL_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").expanduser().absolute()
 
 
 class Run:
@@ -73,23 +65,52 @@ class Run:
     def config(self) -> dict:
         return _read_json(self.file("config.json")) or {}
 
+    def job(self) -> dict:
+        """job.json: the process a launcher started for this run ({} when none was)."""
+        return _read_json(self.file(JOB_NAME)) or {}
+
+    def record_job(self, fresh: bool = False, **fields) -> None:
+        """Write job.json: `fields` over what it holds (fresh: `fields` alone, a new process)."""
+        atomic.write_json(self.file(JOB_NAME), {**({} if fresh else self.job()), **fields})
+
     def status(self) -> dict:
-        """The recorded status; a 'running' run whose process is gone reads 'interrupted'."""
-        status = _read_json(self.file("status.json")) or {"state": "interrupted"}
-        if status.get("state") == "running" and status.get("host") == socket.gethostname() \
-                and not _pid_alive(status.get("pid")):
-            status = {**status, "state": "interrupted"}
-        return status
+        """The run's status, its launcher's job folded in. state is one of starting, running, finished,
+        failed, cancelled, interrupted: 'starting' while a launched process has not written its status
+        yet; a 'running' run whose process is gone reads 'interrupted'."""
+        job, raw = self.job(), _read_json(self.file("status.json"))
+        if raw is None:
+            if alive_here(job):
+                return {"state": "starting", "pid": job.get("pid"), "host": job.get("host"),
+                        "started_at": job.get("launched_at")}
+            if job.get("cancel_requested_at"):
+                return {"state": "cancelled", "error": "cancelled before training started"}
+            if job:
+                return {"state": "interrupted", "error": "the training process ended before it started training"}
+            return {"state": "interrupted"}
+        out = dict(raw)
+        if out.get("state") == "running" and out.get("host") == socket.gethostname() and not alive_here(out):
+            out["state"] = "interrupted"
+        newer_job = job.get("launched_at", "") >= (raw.get("updated_at") or "")
+        if out["state"] in RESUMABLE and alive_here(job) and newer_job:   # a resume that has not begun yet
+            out.update(state="starting", pid=job.get("pid"))
+        if out["state"] == "interrupted" and job.get("cancel_requested_at", "") >= (raw.get("updated_at") or "") \
+                and job.get("cancel_requested_at"):
+            out["state"] = "cancelled"
+        return out
 
     @property
     def state(self) -> str:
         return self.status()["state"]
 
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
     def set_status(self, state: str, **fields) -> None:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
         status = {**(_read_json(self.file("status.json")) or {}), **fields, "state": state,
-                  "updated_at": _now()}
+                  "updated_at": iso()}
         if state == "running":
             status.update(pid=os.getpid(), host=socket.gethostname())
             status.pop("error", None)
@@ -97,6 +118,8 @@ class Run:
 
     # -- events -------------------------------------------------------------------------
     def log_event(self, event: dict) -> None:
+        if event.get("type") not in ev.TYPES:
+            raise ValueError(f"unknown event type {event.get('type')!r}")
         line = json.dumps({"time": time.time(), **event}, allow_nan=True)
         with open(self.file("events.jsonl"), "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
@@ -140,6 +163,7 @@ class Run:
         path = self.file(name)
         if not path.is_file():
             raise RunError(f"run {self.id} has no {name} yet (state: {self.state})")
+        import numpy as np   # here, not at the top: the command line's help reads this module
         return np.load(path, mmap_mode="r")
 
     def summary(self) -> dict:

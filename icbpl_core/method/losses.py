@@ -67,10 +67,12 @@ def min_cosine_loss(z: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    mmd: float = 5.0
-    aug: float = 1.0
-    knn: float = 1.0
-    cos: float = 1.0
+    """The four terms' weights (their defaults live in params.py: w_mmd, w_aug, w_knn, w_cos)."""
+
+    mmd: float
+    aug: float
+    knn: float
+    cos: float
 
 
 def icbpl_loss(

@@ -1,0 +1,2 @@
+"""Training: what the model is fed (inputs, sources), the loop (trainer), a whole run (pipeline)
+and its results."""

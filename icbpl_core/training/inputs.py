@@ -1,0 +1,147 @@
+"""What a run feeds its model: the images (held in memory, or streamed when they would not fit),
+the backbone's input side, the augmentation, and the backbone's cached features of the images
+and of their augmented views, plus the rows its neighbours are mined in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import params
+from ..backbones import create_backbone
+from ..datasets import get_entry
+from ..datasets.base import ArrayDataset, ImageDataset, channels_of
+from ..errors import ConfigError
+from ..features.cache import cache_key, cached_features, ids_digest
+from ..features.extract import extract, extract_dataset
+from ..method.augment import Augment, get_augmentation
+
+SMALL_GREY_SIDE = 32     # grey images this small (MNIST-like) ...
+SMALL_GREY_INPUT = 96    # ... go into a pretrained backbone at 96 px: as good as 128 px, 5.4x cheaper than 224
+IN_MEMORY_BYTES = 2 << 30   # lazily read datasets above this (as uint8 arrays) stream in head mode
+MIXED_SIZE_SIDE = 64     # images of mixed sizes for a backbone without an input size (scratch)
+
+
+@dataclass
+class Inputs:
+    """The images as training sees them."""
+
+    dataset: ImageDataset
+    channels: int
+    side: int | None            # the backbone's input side (None: the images' own)
+    images: np.ndarray | None   # uint8 (N, H, W, C), or None when streamed from the dataset
+    shape: list[int]            # (H, W, C) of one image as fed
+    augment_name: str
+    augment: Augment
+
+    @property
+    def streamed(self) -> bool:
+        return self.images is None
+
+    @classmethod
+    def prepare(cls, dataset: ImageDataset, backbone, image_size: int | None, mode: str,
+                augment: str) -> "Inputs":
+        first = dataset.image(0)
+        channels = channels_of(first)
+        side = image_size or input_side(backbone, first, channels)
+        # Head-only training needs the images only to extract features: a lazily read dataset that
+        # would not fit comfortably in memory (ImageNet subsets at 224 px) is streamed instead.
+        streamed = (mode == "head" and not isinstance(dataset, ArrayDataset)
+                    and len(dataset) * (side or max(first.size)) ** 2 * channels > IN_MEMORY_BYTES)
+        images = None if streamed else image_array(dataset, side, first.size)
+        shape = list(images.shape[1:]) if images is not None else [side, side, channels]
+        name, policy = get_augmentation(augment, channels, shape[0])
+        return cls(dataset, channels, side, images, shape, name, policy)
+
+
+def input_side(backbone, first_image, channels: int) -> int | None:
+    """The backbone input side when neither the user nor the dataset's registry entry chose one.
+
+    Small grey images (a folder of MNIST-like PNGs) get the Fashion-MNIST recipe's 96 px rather
+    than the backbone's 224 (docs/BENCHMARKS.md#fashion-mnist); everything else the backbone's own.
+    """
+    native = backbone.input_size
+    if (backbone.pretrained and native is not None and channels == 1
+            and max(first_image.size) <= SMALL_GREY_SIDE):
+        return min(native, SMALL_GREY_INPUT)
+    return native
+
+
+def image_array(dataset: ImageDataset, side: int | None, first_size: tuple[int, int]) -> np.ndarray:
+    """uint8 (N, H, W, C): at the images' own size when they share one and it is no larger than
+    `side` (the backbone resizes each batch: 28 px Fashion-MNIST stays 55 MB, not 645 MB at
+    96 px), else every image resized to side x side (mixed sizes, big photos)."""
+    if side is None or max(first_size) <= side:
+        try:
+            return dataset.to_array()
+        except ValueError:      # mixed sizes
+            pass
+    return dataset.to_array(side or MIXED_SIZE_SIDE)
+
+
+class Features:
+    """The backbone's features of the images (pass 0) and of their augmented copies (pass v),
+    each pass cached on its own, so an interrupted extraction keeps the passes it finished.
+
+    Copies are data, not training randomness: copy v is drawn with seed v whatever the run's
+    seed, so runs over seeds share one extraction (the cache key has no seed)."""
+
+    def __init__(self, spec, inputs: Inputs, backbone, progress: Callable[[str], Callable], cache_dir=None) -> None:
+        self.spec, self.inputs, self.backbone = spec, inputs, backbone
+        self.progress, self.cache_dir = progress, cache_dir
+        dataset = inputs.dataset
+        # The resolved value of every parameter that params.py marks as part of the cache key.
+        self.values = {"dataset": spec.dataset, "data_root": spec.data_root, "backbone": spec.backbone,
+                       "weights": backbone.weights_id, "image_size": inputs.side,
+                       "augment": inputs.augment_name, "precision": spec.precision}
+        self.ids = ids_digest([dataset.item_id(i) for i in range(len(dataset))])
+
+    def key_parts(self, **resolved) -> dict:
+        values = {**self.values, **resolved}
+        return {**{p.cache_key: values[p.name] for p in params.PARAMS if p.cache_key}, "ids": self.ids}
+
+    def of(self, net, side: int | None, parts: dict, view: int, what: str) -> np.ndarray:
+        """`net`'s features of the clean images (view 0) or of augmented copy `view`."""
+        inputs = self.inputs
+
+        def compute() -> dict[str, np.ndarray]:
+            copy = inputs.augment if view else None
+            if inputs.streamed:
+                return {"features": extract_dataset(net, inputs.dataset, side, copy, seed=view,
+                                                    progress=self.progress(what), precision=self.spec.precision)}
+            return {"features": extract(net, inputs.images, copy, seed=view, size=side,
+                                        progress=self.progress(what), precision=self.spec.precision)}
+        key = cache_key(**parts, view=view, streamed=inputs.streamed)
+        return cached_features(key, compute, self.cache_dir)["features"]
+
+    def backbone_pass(self, view: int) -> np.ndarray:
+        what = "features" if view == 0 else f"view {view}/{self.spec.n_views}"
+        return self.of(self.backbone, self.inputs.side, self.key_parts(), view, what)
+
+    def neighbour_rows(self) -> np.ndarray:
+        """The rows the neighbours are mined in (cosine), by spec.neighbours_from."""
+        source, inputs = self.spec.neighbours_from, self.inputs
+        if source == "backbone":
+            return np.asarray(self.backbone_pass(0))
+        if source == "pixels":
+            if inputs.streamed:
+                raise ConfigError("these images are streamed, not held in memory, so neighbours cannot be "
+                                  "mined in their pixels; mine them in the backbone's features instead",
+                                  setting="neighbours_from")
+            pixels = inputs.images.reshape(len(inputs.images), -1).astype(np.float32)
+            return pixels - pixels.mean(axis=0)
+        other = create_backbone(source, True, in_channels=inputs.channels)
+        first = inputs.dataset.image(0)
+        side = get_entry(self.spec.dataset).image_size or input_side(other, first, inputs.channels)
+        parts = self.key_parts(backbone=source, weights=other.weights_id, image_size=side)
+        return np.asarray(self.of(other, side, parts, 0, "neighbour features"))
+
+
+def check_finite(array: np.ndarray) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"{len(rows)} feature rows contain NaN or inf (first: {rows[:5].tolist()}); "
+                         "check the input images or the backbone weights")

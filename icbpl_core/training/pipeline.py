@@ -1,0 +1,191 @@
+"""A whole run: data -> backbone -> (features) -> training -> latents, assignments, metrics.
+
+`run(spec, run)` executes a resolved RunSpec (config.py) inside a run folder (store/runs.py),
+writing events as it goes (events.py) and a checkpoint every epoch; `resume=True` continues
+from the last checkpoint of a stopped run, to exactly the result an uninterrupted run has.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import events as ev
+from ..backbones import create_backbone
+from ..config import RunSpec
+from ..datasets import load_dataset
+from ..datasets.base import channels_of
+from ..errors import ConfigError, DatasetError
+from ..method.model import Encoder, MultiHead
+from ..method.neighbours import cosine_topk
+from ..method.pedcc import make_pedcc
+from ..store import atomic
+from ..store.clock import iso
+from ..store.runs import Run
+from .inputs import Features, Inputs, check_finite
+from .results import write_results
+from .sources import FeatureSource, ImageSource
+from .trainer import StopRequested, Trainer
+
+PROGRESS_SECONDS = 1.0     # extraction progress events at most this often
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT (the app's Cancel, Ctrl-C): training stops after the current step."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+
+
+def run(spec: RunSpec, run: Run, resume: bool = False,
+        on_event: Callable[[dict], None] | None = None, cache_dir=None) -> dict:
+    """Execute `spec` in `run`; returns metrics.json's content. The outcome is recorded in the
+    run's status and events whatever happens (finished, failed with the reason, cancelled)."""
+    stop = StopFlag()
+    stop.install()
+
+    def emit(event: dict) -> None:
+        run.log_event(event)
+        if on_event is not None:
+            on_event(event)
+
+    started = time.time()
+    run.set_status("running", started_at=run.status().get("started_at") or iso(started))
+    emit({"type": ev.START, "resume": resume})
+    try:
+        metrics = _train(spec, run, resume, emit, stop, cache_dir)
+    except StopRequested as exc:
+        run.set_status("cancelled", error=f"{exc}; resume to continue from the last epoch")
+        emit({"type": ev.CANCELLED, "message": str(exc)})
+        raise
+    except Exception as exc:
+        setting = getattr(exc, "setting", None)
+        run.set_status("failed", error=str(exc), error_type=type(exc).__name__, setting=setting)
+        emit({"type": ev.ERROR, "message": str(exc), "error_type": type(exc).__name__, "setting": setting})
+        raise
+    run.set_status("finished", finished_at=iso(), seconds=round(time.time() - started, 2))
+    emit({"type": ev.DONE, "metrics": {k: metrics.get(k) for k in ("acc", "nmi", "ari", "n_clusters_used")}})
+    return metrics
+
+
+def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_dir) -> dict:
+    cfg = spec.train
+    cfg.validate()
+    dataset = _open_dataset(spec, emit)
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=channels_of(dataset.image(0)),
+                               weights=spec.weights)
+    inputs = Inputs.prepare(dataset, backbone, spec.image_size, spec.mode, spec.augment)
+    emit({"type": ev.DATA, "n_images": len(dataset), "shape": inputs.shape, "input_size": inputs.side,
+          "labels": dataset.has_labels, "backbone": spec.backbone, "backbone_info": _describe(backbone),
+          "mode": spec.mode, "augment": inputs.augment_name, "streamed": inputs.streamed})
+    features = Features(spec, inputs, backbone, _progress(emit, stop), cache_dir)
+    model, source = _model_and_source(spec, backbone, inputs, features)
+    centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
+    neighbours = cosine_topk(features.neighbour_rows(), min(cfg.n_neighbours, len(dataset) - 1))[0]
+    trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit)
+    checkpoint = run.file("checkpoint.pt")
+    stored = spec.to_dict()
+    if resume and checkpoint.is_file():
+        _restore(trainer, checkpoint, stored)
+        emit({"type": ev.RESUMED, "epoch": trainer.epoch})
+
+    def save_checkpoint(t: Trainer) -> None:
+        atomic.torch_save(checkpoint, {"spec": stored, "trainer": t.state_dict()})
+        run.set_status("running", epoch=t.epoch, epochs=cfg.epochs)
+
+    trainer.fit(on_epoch_end=save_checkpoint, should_stop=lambda: stop.set)
+    return write_results(run, trainer, dataset, centroids, model, source, spec)
+
+
+def _open_dataset(spec: RunSpec, emit):
+    dataset = load_dataset(spec.dataset, spec.data_root, spec.limit, spec.train.seed, spec.download)
+    if dataset.skipped:
+        emit({"type": ev.SKIPPED, "count": len(dataset.skipped),
+              "files": [f"{p}: {why}" for p, why in dataset.skipped[:50]]})
+    n, k = len(dataset), spec.train.n_clusters
+    if n < 2:
+        raise DatasetError(f"dataset {spec.dataset!r} has {n} image(s); clustering needs at least 2",
+                           setting="data_root")
+    if k > n:
+        raise ConfigError(f"{k} clusters is more than the {n} images; choose {n} clusters or fewer",
+                          setting="n_clusters")
+    return dataset
+
+
+def _describe(backbone) -> dict:
+    """The backbone as the run records it; a checkpoint's load report by counts of tensors."""
+    info = backbone.describe()
+    report = info.pop("load_report", None)
+    if report:
+        info["load_report"] = {k: len(v) if isinstance(v, list) else v for k, v in report.items()}
+    return info
+
+
+def _progress(emit, stop: StopFlag) -> Callable[[str], Callable[[int, int], None]]:
+    """Extraction progress reporters: an event at most every PROGRESS_SECONDS, and a stop between batches."""
+    def reporter(what: str) -> Callable[[int, int], None]:
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            if stop.set:    # Cancel / SIGTERM during extraction: passes already cached are kept
+                raise StopRequested(f"stopped while extracting {what} ({done:,}/{total:,})")
+            if time.perf_counter() - last[0] > PROGRESS_SECONDS or done == total:
+                last[0] = time.perf_counter()
+                emit({"type": ev.EXTRACT, "what": what, "done": done, "total": total})
+        return report
+    return reporter
+
+
+def _model_and_source(spec: RunSpec, backbone, inputs: Inputs, features: Features):
+    """Head mode: heads on the cached features of the images and their views. Finetune: the
+    backbone's trainable blocks and the heads, on the images."""
+    cfg = spec.train
+    if spec.mode == "head":
+        if not backbone.pretrained:
+            raise ConfigError("head-only training needs a pretrained backbone; train on the images "
+                              "(mode finetune) instead", setting="mode")
+        rows = np.asarray(features.backbone_pass(0))
+        check_finite(rows)
+        views = [features.backbone_pass(v) for v in range(1, spec.n_views + 1)]
+        source = FeatureSource(rows, views or None, noise=0.1)
+        model = MultiHead(rows.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.n_heads)
+        model.set_input_stats(torch.from_numpy(rows))
+        return model, source
+    backbone.set_trainable()
+    model = Encoder(backbone, MultiHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim, cfg.n_heads))
+    return model, ImageSource(inputs.images, backbone, inputs.augment, inputs.side)
+
+
+def _restore(trainer: Trainer, checkpoint, stored: dict) -> None:
+    """Load the last epoch's state, after checking it was saved by this very configuration."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = RunSpec.from_dict(state.get("spec") or {}).to_dict()   # older checkpoints lack newer fields
+    if saved != stored:
+        changed = sorted(_diff(saved, stored))
+        raise ConfigError(f"cannot resume: the configuration differs from the checkpoint's "
+                          f"({', '.join(changed)}); start a new run instead")
+    trainer.load_state_dict(state["trainer"])
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
