@@ -6,18 +6,11 @@ and metrics, export. Runs live in ./runs (or $ICBPL_RUNS_DIR).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
+from pages import common   # Streamlit puts this script's folder on sys.path for its pages
 
 st.set_page_config(page_title="ICBPL Explorer", page_icon=":material/explore:", layout="wide")
-
-from pages import common  # noqa: E402
 
 PAGES = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from icbpl_core.figures import sizes_figure
-from icbpl_core.gallery import cluster_table, cluster_view, nearest
+from icbpl_app.figures import sizes_figure
+from icbpl_app.gallery import cluster_table, cluster_view, nearest
 from pages import common
 
 common.entry()
@@ -88,7 +88,7 @@ common.html_gallery(run, [int(query)], table, names, size=96)
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def neighbours_of(path: str, space: str, version: str, index: int, k: int):
-    from icbpl_core.runs import open_run
+    from icbpl_core.store.runs import open_run
     run = open_run(path)
     vectors = common.latents(run) if space == "latent" else common.features(run)
     return nearest(vectors, index, k)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from icbpl_core import appstate, jobs
-from icbpl_core.runs import Run, RunError, list_runs, open_run
+from icbpl_app import form, jobs, state
+from icbpl_core.errors import IcbplError, RunError
+from icbpl_core.store.runs import ACTIVE, Run, list_runs, open_run
 
 LOG = logging.getLogger("icbpl.app")
 STATE_ICONS = {"running": ":material/play_circle:", "starting": ":material/pending:",
@@ -38,32 +39,46 @@ def entry() -> None:
     Streamlit keeps a compatibility mode for apps with a `pages/` folder: until app.py has
     called st.navigation once in the process (a fresh server's first request for a page URL,
     every AppTest run), it runs a page file on its own. Then this runs app.py in its place,
-    which renders this page through st.navigation, and stops the bare run."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-        bare = bool(getattr(PagesManager, "uses_pages_directory", False))
-    except ImportError:     # a future Streamlit without the compatibility mode
-        bare = False
-    if bare:
+    which renders this page through st.navigation, and stops the bare run.
+
+    This reads a Streamlit internal (PagesManager.uses_pages_directory): no public API tells
+    a bare page run from a navigation one. tests/pages/test_app.py fails if it goes away."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
         code = compile(APP.read_text(encoding="utf-8"), str(APP), "exec")
         exec(code, {"__name__": "__main__", "__file__": str(APP)})  # noqa: S102
         st.stop()
+
+
+def serve_media(data: bytes, mime: str, name: str) -> str | None:
+    """A URL for `data` on Streamlit's media endpoint (what st.image uses), or None without a
+    running server (tests).
+
+    This reads a Streamlit internal (the runtime's media file manager): no public API serves
+    bytes at a URL a script can hand to its own JavaScript. tests/pages/test_app.py fails if it
+    goes away."""
+    from streamlit import runtime
+
+    if not runtime.exists():
+        return None
+    return runtime.get_instance().media_file_mgr.add(data, mime, name)
 
 
 # -- errors ---------------------------------------------------------------------------------------
 
 def friendly(exc: BaseException) -> str:
     """A plain-words message for an exception, with what to do about it."""
-    from icbpl_core.datasets import DatasetError
-    from icbpl_core.gallery import GalleryError
+    from icbpl_app.gallery import GalleryError
+    from icbpl_core.errors import DatasetError
 
     text = str(exc) or type(exc).__name__
     if isinstance(exc, GalleryError):
         return f"The images of this run cannot be shown: {text}."
-    if isinstance(exc, (RunError, jobs.JobError)):
-        return f"{text[:1].upper()}{text[1:]}."
     if isinstance(exc, DatasetError):
-        return f"The dataset cannot be opened: {text}."
+        return f"The dataset cannot be opened: {state.message(exc)}"
+    if isinstance(exc, (IcbplError, jobs.JobError)):
+        return state.message(exc)
     if isinstance(exc, FileNotFoundError):
         return f"A file is missing: {exc.filename or text}. The run folder may have been moved or deleted."
     if isinstance(exc, MemoryError):
@@ -87,7 +102,7 @@ def guard(what: str = ""):
 # -- runs -----------------------------------------------------------------------------------------
 
 def runs_dir() -> Path:
-    return appstate.runs_dir()
+    return state.runs_dir()
 
 
 def stamp(run: Run, name: str) -> str:
@@ -118,7 +133,7 @@ def sidebar() -> None:
     """The run picker (all pages): the current run and an optional second run to compare."""
     directory = runs_dir()
     runs = list_runs(directory)
-    statuses = {r.id: jobs.status(r) for r in runs}
+    statuses = {r.id: r.status() for r in runs}
     ids = [r.id for r in runs]
     by_id = {r.id: r for r in runs}
     with st.sidebar:
@@ -184,9 +199,9 @@ def require_finished_run(what: str) -> Run | None:
         st.info(f"No run selected. Train one on the **Train** page to see its {what}.", icon=":material/info:")
         st.page_link(PAGES["data"], label="Set up a run", icon=":material/dataset:")
         return None
-    status = jobs.status(run)
+    status = run.status()
     if not run.file("assignments.csv").is_file():
-        if status["state"] in jobs.ACTIVE:
+        if status["state"] in ACTIVE:
             st.info(f"Run **{run.id}** is still training; its {what} appear when it finishes.", icon=":material/hourglass_top:")
             st.page_link(PAGES["train"], label="Watch it train", icon=":material/model_training:")
         else:
@@ -233,7 +248,7 @@ def features(run: Run) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _dataset(config_json: str):
-    from icbpl_core.gallery import open_dataset
+    from icbpl_app.gallery import open_dataset
     return open_dataset(json.loads(config_json))
 
 
@@ -246,7 +261,7 @@ def run_dataset(run: Run):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _check(path: str, version: str, dataset_id: int) -> bool:
-    from icbpl_core.gallery import check_matches
+    from icbpl_app.gallery import check_matches
     run = open_run(path)
     check_matches(_dataset(json.dumps(run.config, sort_keys=True)), run.assignments()["id"].astype(str).tolist())
     return True
@@ -254,7 +269,7 @@ def _check(path: str, version: str, dataset_id: int) -> bool:
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _thumb_uri(config_json: str, index: int, size: int) -> str:
-    from icbpl_core.gallery import data_uri
+    from icbpl_app.gallery import data_uri
     return data_uri(_dataset(config_json).thumbnail(int(index), size))
 
 
@@ -264,7 +279,7 @@ def thumb_uri(run: Run, index: int, size: int = 64) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _thumb_png(config_json: str, index: int, size: int) -> bytes:
-    from icbpl_core.gallery import png_bytes
+    from icbpl_app.gallery import png_bytes
     return png_bytes(_dataset(config_json).thumbnail(int(index), size))
 
 
@@ -307,7 +322,7 @@ def html_gallery(run: Run, indices, table, class_names: list[str] | None = None,
 
 def image_grid(images, captions: list[str], size: int = 64) -> None:
     """Thumbnails (PIL images) in a wrapping grid with a caption under each (one element)."""
-    from icbpl_core.gallery import data_uri
+    from icbpl_app.gallery import data_uri
 
     cells = "".join(
         f'<figure class="icbpl-pcell"><img src="{data_uri(img)}" alt="{html.escape(cap)}" width="{size}" '
@@ -338,6 +353,33 @@ def button_gallery(run: Run, indices, table, class_names: list[str] | None, key:
 
 def class_names_of(run: Run) -> list[str] | None:
     return metrics(run).get("class_names")
+
+
+# -- the Data & model form --------------------------------------------------------------------------
+
+def param_input(name: str, value, container=None, **overrides):
+    """The widget of one form field (icbpl_app/form.py), starting from the draft's `value`; returns
+    the value as the draft holds it. Widgets forget their value on other pages, so the draft,
+    not the widget, remembers it; `overrides` replace the field's label, help or options."""
+    field = form.field(name)
+    where = container or st
+    key = overrides.get("key", field.key)
+    if key not in st.session_state:
+        st.session_state[key] = field.to_widget(value)
+    label, help_text = overrides.get("label", field.label), overrides.get("help", field.help)
+    if field.kind == "number":
+        shown = where.number_input(label, min_value=field.low, max_value=field.high, step=field.step,
+                                   format=field.format, key=key, help=help_text)
+    elif field.kind == "choice":
+        options = overrides.get("options") or field.options()
+        if st.session_state[key] not in options:
+            st.session_state[key] = options[0]
+        shown = where.selectbox(label, options, key=key, help=help_text, format_func=overrides.get("format_func", str))
+    elif field.kind == "bool":
+        shown = where.checkbox(label, key=key, help=help_text)
+    else:
+        shown = where.text_input(label, key=key, help=help_text, placeholder=overrides.get("placeholder"))
+    return field.from_widget(shown)
 
 
 # -- jobs ------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from icbpl_core import appstate
-from icbpl_core.export import export_table
-from icbpl_core.runs import open_run
+from icbpl_app import state
+from icbpl_core.store.export import export_table
+from icbpl_core.store.runs import open_run
 from pages import common
 
 common.entry()
@@ -55,6 +55,6 @@ else:
 st.divider()
 st.subheader("Reproduce this run")
 st.caption("The same settings on the command line (the run folder's config.json holds them too):")
-st.code(appstate.train_command(run.config, "runs", (run.metrics or {}).get("threads")), language="bash",
+st.code(state.train_command(run.config, "runs", (run.metrics or {}).get("threads")), language="bash",
         wrap_lines=True)
-st.caption(f"Export from the command line: `python -m icbpl_core export {run.path} --out labels.csv`")
+st.caption(f"Export from the command line: `icbpl export {run.path} --out labels.csv`")

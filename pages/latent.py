@@ -7,11 +7,11 @@ import pickle
 
 import streamlit as st
 
-from icbpl_core import projection
-from icbpl_core.figures import COLOUR_BY, latent_figure
-from icbpl_core.gallery import GalleryError, atlas_layout, hover_atlas
-from icbpl_core.runs import open_run
-from icbpl_core.selection import selected_indices
+from icbpl_app import projection
+from icbpl_app.figures import COLOUR_BY, latent_figure
+from icbpl_app.gallery import GalleryError, atlas_layout, hover_atlas
+from icbpl_app.selection import selected_indices
+from icbpl_core.store.runs import open_run
 from pages import common
 
 common.entry()
@@ -70,20 +70,17 @@ def media_urls(run, version: str) -> list[str] | None:
     except (GalleryError, OSError, ValueError) as exc:
         st.caption(f"Hover thumbnails are not available: {exc}")
         return None
-    try:
-        from streamlit import runtime
-        mgr = runtime.get_instance().media_file_mgr
-        mime = atlas_layout()["mime"]
-        return [mgr.add(data, mime, f"icbpl-atlas-{run.id}-{i}") for i, data in enumerate(tiles)]
-    except Exception:  # noqa: BLE001 - no media endpoint (tests): inline small atlases instead
-        import base64
-        if sum(len(t) for t in tiles) > 3_000_000:
-            return None
-        return [f"data:{atlas_layout()['mime']};base64," + base64.b64encode(t).decode("ascii") for t in tiles]
+    mime = atlas_layout()["mime"]
+    urls = [common.serve_media(data, mime, f"icbpl-atlas-{run.id}-{i}") for i, data in enumerate(tiles)]
+    if all(urls):
+        return urls
+    import base64   # no media endpoint (tests): inline small atlases instead
+    if sum(len(t) for t in tiles) > 3_000_000:
+        return None
+    return [f"data:{mime};base64," + base64.b64encode(t).decode("ascii") for t in tiles]
 
 
 HOVER_JS = (common.APP.parent / "assets" / "latent_hover.js").read_text(encoding="utf-8")
-
 
 
 def hover_script(run, version: str) -> None:

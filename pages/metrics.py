@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from icbpl_core.analysis import agreement, confidence_summary, confusion, metric_summary
-from icbpl_core.figures import confidence_figure, confusion_figure, sizes_figure
-from icbpl_core.gallery import cluster_table
-from icbpl_core.runs import open_run
+from icbpl_app.analysis import agreement, confidence_summary, confusion, metric_summary
+from icbpl_app.figures import confidence_figure, confusion_figure, sizes_figure
+from icbpl_app.gallery import cluster_table
+from icbpl_core.store.runs import open_run
 from pages import common
 
 common.entry()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from icbpl_core import appstate, jobs, projection
-from icbpl_core.figures import loss_figure, metric_figure
-from icbpl_core.progress import format_seconds, summarize
-from icbpl_core.runs import open_run
+from icbpl_app import jobs, projection, state
+from icbpl_app.figures import loss_figure, metric_figure
+from icbpl_app.progress import format_seconds, summarize
+from icbpl_core.store.clock import seconds_since
+from icbpl_core.store.runs import ACTIVE, RESUMABLE, open_run
 from pages import common
 
 common.entry()
@@ -17,20 +18,18 @@ POLL_SECONDS = 1.5
 st.title("Train")
 
 # -- a new run ---------------------------------------------------------------------------------------
-draft = appstate.Draft.from_dict(st.session_state.get("draft"))
+draft = state.Draft(st.session_state.get("draft"))
 with st.container(border=True):
-    spec = draft.spec()
-    t = spec.train
-    where = f" from `{draft.data_root}`" if draft.data_root else ""
-    st.markdown(f"**New run:** {draft.dataset}{where}"
-                + (f", first {draft.limit:,} images" if draft.limit else "")
-                + f" · backbone {spec.backbone or 'default'} · K = {t.n_clusters} · {t.epochs} epochs"
-                + f" · mode {spec.mode} · seed {t.seed}")
-    problems = appstate.problems(draft)
+    where = f" from `{draft['data_root']}`" if draft["data_root"] else ""
+    st.markdown(f"**New run:** {draft['dataset']}{where}"
+                + (f", first {draft['limit']:,} images" if draft["limit"] else "")
+                + f" · backbone {draft['backbone'] or 'default'} · K = {draft['n_clusters']} · {draft['epochs']} epochs"
+                + f" · mode {draft['mode']} · seed {draft['seed']}")
+    problems = state.problems(draft)
     c1, c2 = st.columns([1, 4])
     with c1:
         start = st.button("Start training", type="primary", key="t_start", disabled=bool(problems),
-                          help="Runs `python -m icbpl_core` in the background; closing the tab does not stop it.")
+                          help="Runs `icbpl` in the background; closing the tab does not stop it.")
     with c2:
         st.page_link(common.PAGES["data"], label="Change the data or settings", icon=":material/dataset:")
     for problem in problems:
@@ -51,30 +50,43 @@ def live(path: str) -> None:
 
 
 def _live(run) -> None:
-    status = jobs.status(run)
-    state = status["state"]
+    status = run.status()
+    current = status["state"]
+    _notice_the_end(run, current)
     config = run.config
     train = config.get("train", {})
+    progress = summarize(run.events(), current, train.get("epochs"))
+    st.subheader(f"{common.STATE_ICONS.get(current, '•')} {run.id}")
+    st.caption(f"{config.get('dataset')} · backbone {config.get('backbone')} · mode {config.get('mode')} · "
+               f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · state **{current}**")
+    st.progress(float(progress.fraction), text=progress.phase + (f" — {progress.detail}" if progress.detail else ""))
+    history = progress.table()
+    _figures_row(run, status, progress, history)
+    _actions(run, current)
+    _outcome(run, status)
+    if progress.skipped:
+        st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")
+    _curves(run, progress, history)
+    with st.expander("Log (last 40 lines)", expanded=current in ("failed", "interrupted")):
+        st.code(jobs.log_tail(run, 40) or "(no log yet)", language=None)
+
+
+def _notice_the_end(run, current: str) -> None:
+    """When the run this page watched stops, refresh the whole page (stop polling, update the
+    run list); a finished run's projection starts in the background, so the latent page is ready."""
     seen_key = f"seen_state::{run.id}"
     previous = st.session_state.get(seen_key)
-    st.session_state[seen_key] = state
-    if previous in jobs.ACTIVE and state not in jobs.ACTIVE:
-        if state == "finished":
-            projection.precompute_in_background(run)    # the latent page is then ready at once
-        st.rerun()                                       # the whole page: stop polling, refresh the run list
+    st.session_state[seen_key] = current
+    if previous in ACTIVE and current not in ACTIVE:
+        if current == "finished":
+            projection.precompute_in_background(run)
+        st.rerun()
 
-    events = run.events()
-    progress = summarize(events, state, train.get("epochs"))
-    icon = common.STATE_ICONS.get(state, "•")
-    st.subheader(f"{icon} {run.id}")
-    st.caption(f"{config.get('dataset')} · backbone {config.get('backbone')} · mode {config.get('mode')} · "
-               f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · state **{state}**")
 
-    text = f"{progress.phase}" + (f" — {progress.detail}" if progress.detail else "")
-    st.progress(float(progress.fraction), text=text)
-    history = progress.table()
+def _figures_row(run, status: dict, progress, history) -> None:
+    current, train = status["state"], run.config.get("train", {})
     last = history.iloc[-1] if len(history) else None
-    final = (run.metrics or {}) if state == "finished" else {}
+    final = (run.metrics or {}) if current == "finished" else {}
 
     def score(name: str) -> str:
         if progress.has_labels is False or (final and name not in final):
@@ -85,10 +97,10 @@ def _live(run) -> None:
 
     m = st.columns(6)
     elapsed = progress.elapsed
-    if elapsed is None and state in jobs.ACTIVE and status.get("started_at"):
-        elapsed = _since(status["started_at"])
+    if elapsed is None and current in ACTIVE:
+        elapsed = seconds_since(status.get("started_at"))
     m[0].metric("Elapsed", format_seconds(elapsed))
-    m[1].metric("Remaining", "—" if state not in jobs.ACTIVE and state != "finished" else
+    m[1].metric("Remaining", "—" if current not in ACTIVE and current != "finished" else
                 format_seconds(progress.remaining) if progress.remaining is not None else "…",
                 help="Estimated from the epochs done so far.")
     m[2].metric("Epoch", f"{progress.epoch}/{progress.epochs or '?'}")
@@ -98,8 +110,10 @@ def _live(run) -> None:
         int(last["clusters_used"]) if last is not None and last.get("clusters_used") == last.get("clusters_used") else None)
     m[5].metric("Clusters used", f"{used}/{train.get('n_clusters')}" if used is not None else "—")
 
+
+def _actions(run, current: str) -> None:
     b = st.columns([2, 2, 3])
-    if state in jobs.ACTIVE:
+    if current in ACTIVE:
         if b[0].button("Cancel", key=f"cancel-{run.id}", help="Stops after the current step (SIGTERM); "
                                                               "the run can be resumed from its last epoch."):
             try:
@@ -107,42 +121,48 @@ def _live(run) -> None:
                 st.toast("Stopping the run…" if stopped else "The run was not running.")
             except jobs.JobError as exc:
                 st.error(str(exc))
-    elif state in jobs.RESUMABLE:
+    elif current in RESUMABLE:
         if b[0].button("Resume", type="primary", key=f"resume-{run.id}",
                        help="Continue from the last completed epoch."):
             try:
                 jobs.resume(run)
-                st.session_state[seen_key] = "starting"
+                st.session_state[f"seen_state::{run.id}"] = "starting"
                 st.rerun()
             except jobs.JobError as exc:
                 st.error(str(exc))
-    elif state == "finished":
+    elif current == "finished":
         b[0].page_link(common.PAGES["latent"], label="Explore the latent space", icon=":material/scatter_plot:")
         b[1].page_link(common.PAGES["metrics"], label="See the metrics", icon=":material/grid_on:")
 
+
+def _outcome(run, status: dict) -> None:
+    current = status["state"]
     message = jobs.error_message(run, status)
-    if state == "failed":
+    if current == "failed":
         st.error(f"**Training failed:** {message}", icon=":material/cancel:")
         st.caption("Fix the cause (the log below has details), then Resume, or start a new run.")
-    elif state == "interrupted":
-        st.warning(f"**Training stopped:** {message}. Resume continues from the last completed epoch.", icon=":material/warning:")
-    elif state == "cancelled":
+    elif current == "interrupted":
+        st.warning(f"**Training stopped:** {message}. Resume continues from the last completed epoch.",
+                   icon=":material/warning:")
+    elif current == "cancelled":
         st.warning("**Cancelled.** Resume continues from the last completed epoch.", icon=":material/stop_circle:")
-    elif state == "finished":
+    elif current == "finished":
         metrics = run.metrics or {}
         if "acc" in metrics:
             st.success(f"Finished: ACC {metrics['acc']:.3f} · NMI {metrics['nmi']:.3f} · ARI {metrics['ari']:.3f}"
-                       f" · {metrics.get('n_clusters_used')}/{metrics.get('n_clusters')} clusters used", icon=":material/check_circle:")
+                       f" · {metrics.get('n_clusters_used')}/{metrics.get('n_clusters')} clusters used",
+                       icon=":material/check_circle:")
         else:
             st.success(f"Finished: {metrics.get('n_clusters_used')}/{metrics.get('n_clusters')} clusters used, "
-                       f"mean confidence {metrics.get('mean_confidence', float('nan')):.3f} (no labels)", icon=":material/check_circle:")
+                       f"mean confidence {metrics.get('mean_confidence', float('nan')):.3f} (no labels)",
+                       icon=":material/check_circle:")
         if metrics.get("views_averaged"):
             st.caption(f"The final clusters come from each image's mean latent over it and its "
                        f"{metrics['views_averaged']} augmented views; the live curves score each "
                        "image's own latent, so they can read a little lower.")
-    if progress.skipped:
-        st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")
 
+
+def _curves(run, progress, history) -> None:
     c1, c2 = st.columns(2)
     with c1:
         if len(history):
@@ -155,7 +175,7 @@ def _live(run) -> None:
         if len(history) and progress.has_labels is not False:
             tables[run.id] = history
         if other is not None:
-            other_table = summarize(other.events(), jobs.state(other)).table()
+            other_table = summarize(other.events(), other.state).table()
             if len(other_table) and "acc" in other_table.columns:
                 tables[other.id] = other_table
         if tables and any("acc" in t.columns for t in tables.values()):
@@ -166,17 +186,6 @@ def _live(run) -> None:
         else:
             st.info("ACC / NMI appear after the first epoch.", icon=":material/show_chart:")
 
-    with st.expander("Log (last 40 lines)", expanded=state in ("failed", "interrupted")):
-        st.code(jobs.log_tail(run, 40) or "(no log yet)", language=None)
 
-
-def _since(iso: str) -> float | None:
-    from datetime import datetime, timezone
-    try:
-        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-active = jobs.is_active(run)
+active = run.active
 st.fragment(run_every=POLL_SECONDS if active else None)(live)(str(run.path))

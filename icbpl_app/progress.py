@@ -1,0 +1,146 @@
+"""A run's progress read from its events: phase, fraction done, elapsed and remaining time,
+and the per-epoch history of every loss term and metric (for the live Train page).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from icbpl_core import events as ev
+from icbpl_core.store.runs import ACTIVE, RESUMABLE
+
+LOSS_TERMS = ("total", "mmd", "aug", "knn", "cos")
+METRIC_NAMES = ("acc", "nmi", "ari")
+
+
+@dataclass
+class Progress:
+    phase: str = "waiting"              # waiting, loading data, extracting features, training, done, ...
+    detail: str = ""
+    fraction: float = 0.0               # 0..1 of the whole run
+    epoch: int = 0                      # epochs completed
+    epochs: int | None = None
+    elapsed: float | None = None        # seconds, this attempt (since the last start event)
+    remaining: float | None = None      # seconds, estimated; None while unknown
+    history: list[dict] = field(default_factory=list)   # one row per epoch: epoch, losses, metrics
+    has_labels: bool | None = None
+    n_images: int | None = None
+    skipped: int = 0
+
+    def table(self):
+        """The history as a DataFrame: epoch, loss terms, metrics, clusters used, seconds."""
+        import pandas as pd
+
+        rows = []
+        for h in self.history:
+            row = {"epoch": h["epoch"]}
+            row.update({f"loss_{k}": v for k, v in (h.get("losses") or {}).items()})
+            row.update(h.get("metrics") or {})
+            row["clusters_used"] = h.get("n_clusters_used")
+            row["seconds"] = h.get("seconds")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def summarize(events: list[dict], state: str, epochs: int | None = None, now: float | None = None) -> Progress:
+    """Progress of a run from its events (all attempts) and its current state."""
+    p = Progress(epochs=epochs)
+    starts = [i for i, e in enumerate(events) if e.get("type") == ev.START]
+    current = events[starts[-1]:] if starts else events    # this attempt
+    _read_history(p, events)
+    _read_elapsed(p, current, state, time.time() if now is None else now)
+    step_frac = _read_phase(p, current, state)
+    _read_fraction(p, current, state, step_frac)
+    return p
+
+
+def _read_history(p: Progress, events: list[dict]) -> None:
+    """History over all attempts (a repeated epoch replaces the old one), labels, skipped files."""
+    by_epoch: dict[int, dict] = {}
+    for e in events:
+        if e.get("type") == ev.EPOCH:
+            by_epoch[int(e["epoch"])] = e
+        elif e.get("type") == ev.DATA:
+            p.has_labels = bool(e.get("labels"))
+            p.n_images = e.get("n_images")
+        elif e.get("type") == ev.SKIPPED:
+            p.skipped = int(e.get("count") or 0)
+    p.history = [by_epoch[k] for k in sorted(by_epoch)]
+    if p.history:
+        p.epoch = int(p.history[-1]["epoch"])
+        p.epochs = p.epochs or p.history[-1].get("epochs")
+
+
+def _read_elapsed(p: Progress, current: list[dict], state: str, now: float) -> None:
+    start_time = current[0].get("time") if current else None
+    if start_time is None:
+        return
+    last = current[-1]
+    active = state in ACTIVE
+    end_time = last.get("time") if not active and last.get("type") in ev.ENDINGS else None
+    p.elapsed = max(0.0, (end_time or (now if active else last.get("time", now))) - start_time)
+
+
+def _read_phase(p: Progress, current: list[dict], state: str) -> float:
+    """The phase and its detail from this attempt's events; returns the fraction of the current epoch done."""
+    step_frac, phase, detail = 0.0, "waiting", ""
+    for e in current:
+        kind = e.get("type")
+        phase = ev.PHASES.get(kind, phase)
+        if kind == ev.START:
+            detail = "starting the training process"
+        elif kind == ev.DATA:
+            detail = f"{e.get('n_images')} images, backbone {e.get('backbone')}"
+        elif kind == ev.EXTRACT:
+            detail = f"{e.get('what')}: {e.get('done')}/{e.get('total')} images"
+        elif kind == ev.RESUMED:
+            detail = f"resumed after epoch {e.get('epoch')}"
+        elif kind == ev.STEP:
+            p.epochs = p.epochs or e.get("epochs")
+            steps = max(1, int(e.get("steps") or 1))
+            step_frac = min(1.0, int(e.get("step") or 0) / steps)
+            detail = f"epoch {e.get('epoch')}/{e.get('epochs')}, step {e.get('step')}/{steps}"
+        elif kind == ev.EPOCH:
+            step_frac = 0.0
+            detail = f"epoch {e.get('epoch')}/{e.get('epochs')} done"
+        elif kind == ev.DONE:
+            detail = "training finished"
+        elif kind in (ev.ERROR, ev.CANCELLED):
+            detail = e.get("message", "")
+    if state == "finished":
+        phase = "finished"
+    elif state in RESUMABLE and phase not in ("failed", "cancelled"):
+        phase = state
+    elif state == "starting" and (not current or current[-1].get("type") in ev.ENDINGS):
+        # a resume whose process has not written its first event yet: the last attempt is over
+        phase, detail = "starting", "starting the training process"
+        p.elapsed = None
+    if phase == "training" and step_frac == 0.0 and p.epoch < (p.epochs or 0):
+        detail = detail or f"epoch {p.epoch + 1}/{p.epochs}"
+    p.phase, p.detail = phase, detail
+    return step_frac
+
+
+def _read_fraction(p: Progress, current: list[dict], state: str, step_frac: float) -> None:
+    """Fraction of the run done, and the time left estimated from this attempt's epochs."""
+    if p.epochs:
+        p.fraction = min(1.0, (p.epoch + (step_frac if p.phase == "training" else 0.0)) / p.epochs)
+    if state == "finished":
+        p.fraction, p.remaining = 1.0, 0.0
+    elif p.phase == "training" and p.epochs:
+        secs = [float(e.get("seconds") or 0.0) for e in current if e.get("type") == ev.EPOCH] or \
+            [float(h.get("seconds") or 0.0) for h in p.history]
+        if secs:
+            p.remaining = max(0.0, (p.epochs - p.epoch - step_frac) * sum(secs) / len(secs))
+
+
+def format_seconds(seconds: float | None) -> str:
+    """12s, 3m 05s, 1h 02m; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {(seconds % 3600) // 60:02d}m"

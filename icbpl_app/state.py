@@ -1,0 +1,125 @@
+"""What the app needs to know besides the runs: where runs and uploads live, the draft run a
+user is setting up (and what is wrong with it, in the app's words), and the command line
+that reproduces a run.
+
+No Streamlit here: pages turn these values into widgets and messages.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from icbpl_core import params
+from icbpl_core.cli import command_line
+from icbpl_core.config import RunSpec, TrainConfig
+from icbpl_core.datasets import DATASETS, get_entry
+from icbpl_core.errors import IcbplError, ParamError
+from icbpl_core.store.files import CACHE_ENV
+from icbpl_core.store.runs import default_runs_dir
+
+DEFAULT_DATASET = params.param("dataset").default
+PAGE = "Data & model"
+
+
+def runs_dir() -> Path:
+    """Where run folders go: $ICBPL_RUNS_DIR, else ./runs (relative to the working directory)."""
+    return default_runs_dir()
+
+
+def uploads_dir() -> Path:
+    """Uploaded zip archives are kept beside the runs that use them."""
+    return runs_dir() / ".uploads"
+
+
+def own_data_sources() -> dict[str, str]:
+    """The kinds of own data the registry offers ("folder", "archive") -> the dataset taking them."""
+    return {e.own_data: name for name, e in DATASETS.items() if e.own_data}
+
+
+def train_defaults(dataset: str) -> dict:
+    """The table's training defaults with the dataset's own recipe on top (what `train` would use)."""
+    try:
+        return TrainConfig.for_dataset(dataset).to_dict()
+    except IcbplError:     # an unknown dataset: the plain defaults
+        return TrainConfig().to_dict()
+
+
+class Draft:
+    """A run being set up on the Data & model page: a value for every form parameter (plain
+    values, kept in session state as a dict)."""
+
+    def __init__(self, values: dict | None = None) -> None:
+        values = dict(values or {})
+        dataset = values.get("dataset") or DEFAULT_DATASET
+        base = {**params.defaults("spec"), **train_defaults(dataset)}
+        self.values = {**base, **{k: v for k, v in values.items() if k in base}}
+
+    def __getitem__(self, name: str):
+        return self.values[name]
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    def spec(self) -> RunSpec:
+        """The RunSpec this draft asks for (not yet resolved or checked)."""
+        spec_fields = {p.name for p in params.at_level("spec")}
+        train_fields = {p.name for p in params.at_level("train")}
+        return RunSpec(**{k: v for k, v in self.values.items() if k in spec_fields},
+                       train=TrainConfig(**{k: v for k, v in self.values.items() if k in train_fields}))
+
+
+def problems(draft: Draft, n_images: int | None = None) -> list[str]:
+    """Everything that stops this draft from training, in plain words (empty: good to go).
+
+    n_images: the size of the (limited) dataset when it could be opened, to check the
+    number of clusters against it."""
+    try:
+        entry = get_entry(draft["dataset"])
+    except IcbplError as exc:
+        return [message(exc)]
+    out: list[str] = []
+    if entry.needs_root and not draft["data_root"]:
+        out.append("Choose a folder of images or upload a zip archive first.")
+    try:
+        spec = draft.spec().resolved()
+    except IcbplError as exc:
+        return out + [message(exc)]
+    if n_images is not None:
+        if n_images < 2:
+            out.append(f"The dataset has {n_images} image(s); clustering needs at least 2.")
+        elif spec.train.n_clusters > n_images:
+            out.append(f"{spec.train.n_clusters} clusters is more than the {n_images} images: "
+                       f"choose {n_images} clusters or fewer.")
+    return out
+
+
+def label(name: str) -> str:
+    p = params.BY_NAME.get(name)
+    return p.label or name if p is not None else name
+
+
+def message(exc: BaseException) -> str:
+    """An engine error in the app's words: the field that fixes it, by its label on this page."""
+    setting = getattr(exc, "setting", None)
+    if isinstance(exc, ParamError):
+        return f"{label(setting)}: {exc.problem}."
+    return _capital(str(exc)) + "." + hint(setting)
+
+
+def hint(setting: str | None) -> str:
+    """What to change in the app for an engine error's setting ('' when nothing in the app fixes it)."""
+    p = params.BY_NAME.get(setting or "")
+    if p is not None and "form" in p.where:
+        return f" Change “{p.label}” on {PAGE}."
+    if setting == "cache_dir":
+        return f" Remove or fix it, or restart the app with {CACHE_ENV} set to another folder."
+    return ""
+
+
+def _capital(text: str) -> str:
+    text = text.rstrip(".")
+    return text[:1].upper() + text[1:]
+
+
+def train_command(config: dict, runs_dir: str | Path = "runs", threads: int | None = None) -> str:
+    """The `icbpl train` command that repeats a run (the command line's own rendering)."""
+    return command_line(config, str(runs_dir), threads)
