@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icbpl_core.figures import latent_figure, trace_indices
-from icbpl_core.selection import selected_indices, selection_kind
+from icbpl_app.figures import latent_figure, trace_indices
+from icbpl_app.selection import selected_indices
 
 
 def event(points, box=None, lasso=None):
@@ -58,15 +58,6 @@ def test_empty_and_missing_selections():
     assert selected_indices(None).size == 0
     assert selected_indices({}).size == 0
     assert selected_indices({"selection": {"points": [], "box": [], "lasso": []}}).size == 0
-    assert selection_kind(None) is None
-    assert selection_kind(event([])) is None
-
-
-def test_selection_kind():
-    pts = [{"customdata": [1]}]
-    assert selection_kind(event(pts, box=[{"x": [0, 1], "y": [0, 1]}])) == "box"
-    assert selection_kind(event(pts, lasso=[{"x": [0, 1, 1], "y": [0, 0, 1]}])) == "lasso"
-    assert selection_kind(event(pts)) == "points"
 
 
 def test_accepts_the_state_object_and_its_selection_attribute():

@@ -13,6 +13,7 @@ import torchvision
 from icbpl_core.backbones import BackboneError, backbone_names, create_backbone
 from icbpl_core.backbones import checkpoints
 from icbpl_core.backbones import timm_models as tm
+from icbpl_core.backbones import catalog, weights
 from icbpl_core.backbones import torchvision_models as tvm
 
 DESCRIBE_KEYS = {"name", "feature_dim", "input_size", "in_channels", "mean", "std", "pretrained", "weights_id",
@@ -36,12 +37,12 @@ def assert_trainable_blocks_exist(backbone):
 
 # --- torchvision ------------------------------------------------------------------------------
 
-ARCHITECTURES = sorted(name for name, spec in tvm.MODELS.items() if spec.weights_url is None)
+ARCHITECTURES = sorted(name for name, spec in catalog.TORCHVISION.items() if spec.weights_url is None)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_torchvision_model_builds_offline_with_its_feature_size(name):
-    spec = tvm.MODELS[name]
+    spec = catalog.TORCHVISION[name]
     backbone = create_backbone(name, pretrained=False)
     info = backbone.describe()
     assert DESCRIBE_KEYS <= set(info)
@@ -55,10 +56,10 @@ def test_every_torchvision_model_builds_offline_with_its_feature_size(name):
 
 
 def test_self_supervised_resnet50_entries_are_resnet50s_with_a_checkpoint_url():
-    ssl = [name for name, spec in tvm.MODELS.items() if spec.weights_url is not None]
+    ssl = [name for name, spec in catalog.TORCHVISION.items() if spec.weights_url is not None]
     assert {"mocov2_resnet50", "mocov3_resnet50", "dino_resnet50", "swav_resnet50", "barlowtwins_resnet50"} == set(ssl)
     for name in ssl:
-        spec = tvm.MODELS[name]
+        spec = catalog.TORCHVISION[name]
         assert (spec.builder, spec.feature_dim, spec.trainable) == ("resnet50", 2048, ("layer3", "layer4"))
         assert spec.weights_url.startswith("https://dl.fbaipublicfiles.com/") and name in backbone_names()
 
@@ -68,7 +69,7 @@ def test_resnets_fine_tune_layer3_and_layer4_vit_its_last_blocks():
     assert resnet.set_trainable() == ["trunk.layer3", "trunk.layer4"]
     assert not resnet.trunk.conv1.weight.requires_grad and not resnet.trunk.layer2[0].conv1.weight.requires_grad
     assert resnet.trunk.layer3[0].conv1.weight.requires_grad and resnet.trunk.layer4[2].conv3.weight.requires_grad
-    vit = tvm.MODELS["vit_b_16"]
+    vit = catalog.TORCHVISION["vit_b_16"]
     assert vit.trainable == ("encoder.layers.encoder_layer_10", "encoder.layers.encoder_layer_11", "encoder.ln")
 
 
@@ -81,19 +82,19 @@ def test_offline_missing_weights_name_the_file_and_the_folder(monkeypatch, tmp_p
     assert "ICBPL_OFFLINE" in message
     with pytest.raises(BackboneError, match="moco_v2_800ep_pretrain.pth.tar"):
         create_backbone("mocov2_resnet50")
-    with pytest.raises(BackboneError, match="weights=FILE"):
+    with pytest.raises(BackboneError, match="needs a checkpoint file"):
         create_backbone("resnet18_cifar")            # no downloadable weights at all
 
 
 def test_weights_in_the_hub_cache_are_used(monkeypatch, tmp_path):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
-    shutil.copy(tvm.bundled_mobilenet_v2(), hub / "checkpoints" / tvm.MOBILENET_V2_FILE)
+    shutil.copy(weights.bundled_file(catalog.MOBILENET_V2_FILE), hub / "checkpoints" / catalog.MOBILENET_V2_FILE)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    monkeypatch.setitem(tvm.BUNDLED, tvm.MOBILENET_V2_FILE, lambda: None)
+    monkeypatch.setattr(tvm, "bundled_file", lambda name: None)
     backbone = create_backbone("mobilenet_v2")
     assert backbone.pretrained and backbone.weights_id.startswith("b0353104")
-    assert backbone.describe()["source"] == f"imagenet:{tvm.MOBILENET_V2_FILE}"
+    assert backbone.describe()["source"] == f"imagenet:{catalog.MOBILENET_V2_FILE}"
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def online(monkeypatch, tmp_path):
     """Downloads allowed, an empty hub cache, no bundled weights; returns the download calls."""
     monkeypatch.delenv("ICBPL_OFFLINE", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setitem(tvm.BUNDLED, tvm.MOBILENET_V2_FILE, lambda: None)
+    monkeypatch.setattr(tvm, "bundled_file", lambda name: None)
     calls = []
     return calls
 
@@ -109,11 +110,11 @@ def online(monkeypatch, tmp_path):
 def test_download_goes_to_the_hub_cache_and_is_hash_checked(monkeypatch, online, tmp_path):
     def fake_download(url, dst, hash_prefix=None, progress=True):
         online.append((url, dst))
-        shutil.copy(tvm.bundled_mobilenet_v2(), dst)
+        shutil.copy(weights.bundled_file(catalog.MOBILENET_V2_FILE), dst)
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
     backbone = create_backbone("mobilenet_v2")
     assert online == [("https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-                       str(tmp_path / "hub" / "checkpoints" / tvm.MOBILENET_V2_FILE))]
+                       str(tmp_path / "hub" / "checkpoints" / catalog.MOBILENET_V2_FILE))]
     assert backbone.weights_id.startswith("b0353104")
     create_backbone("mobilenet_v2")                  # now cached: no second download
     assert len(online) == 1
@@ -181,18 +182,18 @@ def test_self_supervised_aliases_point_at_timm_models():
 
     assert {"dino_vits16", "dino_vitb16", "dinov2_vits14", "dinov2_vitb14", "clip_vitb16",
             "mocov3_vits16"} <= set(backbone_names())
-    for alias, entry in tm.ALIASES.items():
+    for alias, entry in catalog.TIMM.items():
         assert timm.is_model(entry.model.split(".")[0]), alias
         if entry.weights_url is None:
             assert get_pretrained_cfg(entry.model) is not None, alias
-    assert tm.ALIASES["dino_vits16"].model == "vit_small_patch16_224.dino"
-    assert tm.ALIASES["dinov2_vits14"].model == "vit_small_patch14_dinov2.lvd142m"
-    assert tm.ALIASES["clip_vitb16"].model == "vit_base_patch16_clip_224.openai"
+    assert catalog.TIMM["dino_vits16"].model == "vit_small_patch16_224.dino"
+    assert catalog.TIMM["dinov2_vits14"].model == "vit_small_patch14_dinov2.lvd142m"
+    assert catalog.TIMM["clip_vitb16"].model == "vit_base_patch16_clip_224.openai"
 
 
 def shallow(alias: str, depth: int = 2):
     """An alias's model with its arguments, but only `depth` blocks (quick to build)."""
-    entry = tm.ALIASES[alias]
+    entry = catalog.TIMM[alias]
     return tm.build_timm(entry.model, pretrained=False, kwargs={**dict(entry.kwargs), "depth": depth})
 
 

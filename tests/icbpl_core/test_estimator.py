@@ -4,7 +4,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_blobs
 
 from icbpl_core import ICBPL
-from icbpl_core.metrics import cluster_accuracy
+from icbpl_core.method.metrics import cluster_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_fitted_attributes(blobs, fitted):
     assert z.shape == (7, 100)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
     assert fitted.centroids_.shape == (5, 100)
-    assert fitted.neighbors_.shape == (800, 20)
+    assert fitted.neighbours_.shape == (800, 20)
     assert len(fitted.history_) == 10 and fitted.n_features_in_ == 30
     confidence, margin = fitted.predict_confidence(X[:7])
     assert ((confidence <= 1.0001) & (margin >= 0)).all()
@@ -66,7 +66,7 @@ def test_bad_features_are_refused(blobs, bad, match):
 
 def test_bad_cluster_counts_are_refused(blobs):
     X, _ = blobs
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="n_clusters must be between 2 and 1000, got 1"):
         ICBPL(n_clusters=1).fit(X)
     with pytest.raises(ValueError, match="more than the 10 samples"):
         ICBPL(n_clusters=11).fit(X[:10])

@@ -1,9 +1,9 @@
 import torch
 import torch.nn.functional as F
 
-from icbpl_core.losses import (LossWeights, augmentation_loss, icbpl_loss, knn_loss, min_cosine_loss,
+from icbpl_core.method.losses import (LossWeights, augmentation_loss, icbpl_loss, knn_loss, min_cosine_loss,
                                mmd_loss, tile_centroids)
-from icbpl_core.pedcc import make_pedcc
+from icbpl_core.method.pedcc import make_pedcc
 
 C = torch.from_numpy(make_pedcc(10, 16, seed=0))
 
@@ -66,7 +66,7 @@ def test_weighted_total_and_skipped_terms():
 
 def _naive_mmd(z, centroids):
     """The formula as written in METHOD.md: cdist on the joint set, five exps."""
-    from icbpl_core.losses import BANDWIDTH_MULTIPLIERS
+    from icbpl_core.method.losses import BANDWIDTH_MULTIPLIERS
     joint = torch.cat([z, tile_centroids(centroids, z.shape[0])])
     d = torch.cdist(joint, joint).pow(2)
     n = joint.shape[0]

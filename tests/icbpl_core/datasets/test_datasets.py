@@ -17,6 +17,8 @@ from icbpl_core.datasets import DatasetError, dataset_names, get_entry, load_dat
 from icbpl_core.datasets import cifar, folder as folder_mod, imagenet, mnist, stl10
 from icbpl_core.datasets.base import IndexedSubset
 from icbpl_core.datasets.images import FileDataset, to_8bit
+from icbpl_core.store.files import file_sha256
+from tests.conftest import MISSING
 
 RNG = np.random.default_rng(0)
 
@@ -28,6 +30,15 @@ def test_all_loaders_registered():
     assert get_entry("mnist").default_backbone == "scratch"
     assert get_entry("cifar10").default_backbone == "mobilenet_v2"
     assert get_entry("folder").needs_root and get_entry("zip").needs_root and get_entry("imagenet50").needs_root
+
+
+def test_every_entry_names_a_loader_that_exists():
+    import importlib
+
+    from icbpl_core.datasets import DATASETS
+    for entry in DATASETS.values():
+        module, _, function = entry.loader.partition(":")
+        assert callable(getattr(importlib.import_module(f"icbpl_core.datasets.{module}"), function)), entry.name
 
 
 # --- MNIST / Fashion-MNIST (idx) ------------------------------------------------------------
@@ -118,7 +129,8 @@ def test_download_failure_is_a_dataset_error(tmp_path, monkeypatch):
         load_dataset("fashion-mnist", root=str(tmp_path), download=True)
 
 
-@pytest.mark.skipif(not mnist.DEBIAN_FASHION_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not mnist.DEBIAN_FASHION_DIR.is_dir(),
+                    reason=f"{MISSING} dataset-fashion-mnist; install: sudo apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./data here: the system copy must be found
     ds = load_dataset("fashion-mnist")
@@ -299,7 +311,7 @@ def test_imagenet_missing_folders(tmp_path):
         (tmp_path / wnid).mkdir()
     with pytest.raises(DatasetError, match=r"3 of 50 class folders missing .*n01601694, n01669191"):
         load_dataset("imagenet50", root=str(tmp_path))
-    with pytest.raises(DatasetError, match="needs --data-root"):
+    with pytest.raises(DatasetError, match="needs a data root"):
         load_dataset("imagenet100")
 
 
@@ -417,7 +429,7 @@ def test_truncated_file_found_late_gives_placeholder(tmp_path):
 def test_folder_errors(tmp_path):
     with pytest.raises(DatasetError, match="not a folder"):
         load_dataset("folder", root=str(tmp_path / "missing"))
-    with pytest.raises(DatasetError, match="needs --data-root"):
+    with pytest.raises(DatasetError, match="needs a data root"):
         load_dataset("folder")
     (tmp_path / "x.txt").write_text("x")
     with pytest.raises(DatasetError, match="has no images"):
@@ -461,7 +473,7 @@ def test_zip_extracts_to_sha_keyed_cache(tmp_path, cache, monkeypatch):
     assert ds.image(2).getpixel((0, 0)) == (30, 0, 225)
     skipped = dict(ds.skipped)
     assert "symbolic link" in skipped["pets/dogs/link.png"] and "not an image" in skipped["pets/readme.txt"]
-    folder = cache / folder_mod.sha256_file(archive)
+    folder = cache / file_sha256(archive)
     assert folder.is_dir() and not (folder / "pets" / "dogs" / "link.png").exists()
     assert not (folder / "__MACOSX").exists() and [p.name for p in cache.iterdir()] == [folder.name]
     # second open reuses the cache without reading the archive's entries again

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from icbpl_core.neighbours import cosine_topk
+from icbpl_core.method.neighbours import cosine_topk
 
 
 def _brute_force(x, k):
@@ -44,7 +44,7 @@ def test_seventy_thousand_points_without_an_n_by_n_matrix():
     # An N x N float32 matrix for N = 70,000 is 19.6 GB; the blocked search must stay far below.
     code = """
 import json, resource, numpy as np
-from icbpl_core.neighbours import cosine_topk
+from icbpl_core.method.neighbours import cosine_topk
 x = np.random.default_rng(0).standard_normal((70000, 16)).astype(np.float32)
 idx, sim = cosine_topk(x, 10)
 print(json.dumps({"shape": list(idx.shape), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -5,6 +5,7 @@ space, hover a point (its image shows), box-select points with the mouse, see th
 download the selection's CSV and check its rows. Screenshots go to tests/artifacts/.
 """
 import csv
+import os
 import socket
 import subprocess
 import sys
@@ -14,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli_env
+from tests.conftest import MISSING
+from tests.helpers import ROOT, chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = chromium()
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
-if not CHROMIUM.exists():
-    pytest.skip("browser test: /usr/bin/chromium is missing (Debian package `chromium`; "
-                "see .ci/system-deps)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser test: the playwright package is missing")
+pytestmark = pytest.mark.slow
+if CHROMIUM is None:
+    pytest.skip(f"{MISSING} chromium (browser test); install: sudo apt-get install chromium",
+                allow_module_level=True)
+from playwright import sync_api  # noqa: E402
 
 
 def free_port() -> int:
@@ -35,7 +38,7 @@ def free_port() -> int:
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("browser-runs")
     port = free_port()
-    env = cli_env()
+    env = dict(os.environ)
     env.update(ICBPL_RUNS_DIR=str(runs), ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache"),
                ICBPL_OFFLINE="1")
     log = open(tmp_path_factory.getbasetemp() / "streamlit.log", "w")
@@ -58,10 +61,10 @@ def server(tmp_path_factory):
         time.sleep(0.3)
     yield url, runs
     # stop training jobs the test may have left, then the server
-    from icbpl_core import jobs
-    from icbpl_core.runs import list_runs
+    from icbpl_app import jobs
+    from icbpl_core.store.runs import list_runs
     for run in list_runs(runs):
-        if jobs.is_active(run):
+        if run.active:
             jobs.cancel(run)
     proc.terminate()
     try:
@@ -107,7 +110,7 @@ def no_exceptions(page) -> None:
 def test_train_select_and_download_in_a_browser(server, tmp_path):
     url, runs = server
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+        browser = p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1500, "height": 1700}, accept_downloads=True)
         page.set_default_timeout(60_000)

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from icbpl_core import atomic
-from icbpl_core.runs import RunError, create_run, list_runs, open_run
+from icbpl_core.store import atomic
+from icbpl_core.store.runs import RunError, create_run, list_runs, open_run
 
 
 def test_create_list_open(tmp_path):

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from icbpl_core.config import TrainConfig
-from icbpl_core.model import MultiHead
-from icbpl_core.neighbours import cosine_topk
-from icbpl_core.pedcc import make_pedcc
-from icbpl_core.sources import FeatureSource
-from icbpl_core.trainer import StopRequested, Trainer
+from icbpl_core.method.model import MultiHead
+from icbpl_core.method.neighbours import cosine_topk
+from icbpl_core.method.pedcc import make_pedcc
+from icbpl_core.training.sources import FeatureSource
+from icbpl_core.training.trainer import StopRequested, Trainer
 
 
 def _blobs(n=600, k=4, dim=20, seed=0):
@@ -19,7 +19,7 @@ def _blobs(n=600, k=4, dim=20, seed=0):
 
 def _trainer(x, labels, epochs, seed=0, events=None, n_heads=1, select_head_after=10):
     cfg = TrainConfig(n_clusters=4, latent_dim=16, hidden_dim=64, epochs=epochs, batch_size=100,
-                      n_neighbors=10, refresh_every=2, seed=seed, n_heads=n_heads,
+                      n_neighbours=10, refresh_every=2, seed=seed, n_heads=n_heads,
                       select_head_after=select_head_after)
     torch.manual_seed(seed)
     head = MultiHead(x.shape[1], cfg.hidden_dim, cfg.latent_dim, n_heads)
@@ -111,9 +111,9 @@ def test_batchnorm_statistics_are_exact_before_eval_latents():
     # and eval-mode latents must not collapse (they did, to one cluster, before recalibration).
     from icbpl_core.backbones import create_backbone
     from icbpl_core.datasets import load_dataset
-    from icbpl_core.augment import grey_affine
-    from icbpl_core.model import Encoder
-    from icbpl_core.sources import ImageSource
+    from icbpl_core.method.augment import grey_affine
+    from icbpl_core.method.model import Encoder
+    from icbpl_core.training.sources import ImageSource
 
     ds = load_dataset("digits", limit=400)
     images = ds.to_array()
@@ -133,7 +133,7 @@ def test_batchnorm_statistics_are_exact_before_eval_latents():
 
 
 def test_views_as_a_list_of_arrays_give_the_same_batches_as_one_stacked_array():
-    from icbpl_core.sources import FeatureSource
+    from icbpl_core.training.sources import FeatureSource
     rng = np.random.default_rng(0)
     features = rng.normal(size=(50, 6)).astype(np.float32)
     views = rng.normal(size=(3, 50, 6)).astype(np.float32)
@@ -162,10 +162,10 @@ def test_latents_averaged_over_views_are_the_direction_of_the_mean_latent():
 
 
 def test_fixed_views_of_images_repeat_and_do_not_depend_on_the_batches():
-    from icbpl_core.augment import grey_affine
+    from icbpl_core.method.augment import grey_affine
     from icbpl_core.backbones import create_backbone
     from icbpl_core.datasets import load_dataset
-    from icbpl_core.sources import ImageSource
+    from icbpl_core.training.sources import ImageSource
 
     images = load_dataset("digits", limit=40).to_array()
     source = ImageSource(images, create_backbone("scratch-mlp", in_channels=1), grey_affine)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from icbpl_core.pedcc import make_pedcc
+from icbpl_core.method.pedcc import make_pedcc
 
 
 def _off_diagonal_cosines(points):

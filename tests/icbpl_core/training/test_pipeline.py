@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from icbpl_core import pipeline
-from icbpl_core.backbones import BACKBONES, Backbone, register
-from icbpl_core.config import TrainConfig
-from icbpl_core.pipeline import ConfigError, RunSpec
-from icbpl_core.runs import create_run
+from icbpl_core.backbones import BACKBONES, register
+from icbpl_core.backbones.base import Backbone
+from icbpl_core.config import ConfigError, RunSpec, TrainConfig
+from icbpl_core.store.runs import create_run
+from icbpl_core.training import inputs, pipeline
 
 
 class NaNBackbone(Backbone):
@@ -24,7 +24,7 @@ class NaNBackbone(Backbone):
 
 @pytest.fixture(scope="module", autouse=True)
 def nan_backbone():
-    register("test-nan", "emits NaN features", has_pretrained=True)(lambda **kw: NaNBackbone())
+    register("test-nan", "emits NaN features", lambda **kw: NaNBackbone())
     yield
     BACKBONES.pop("test-nan")
 
@@ -43,34 +43,6 @@ def test_nan_features_fail_the_run_with_a_clear_message(tmp_path):
     assert status["state"] == "failed" and "NaN" in status["error"]
     assert run.events()[-1]["type"] == "error"
     assert not run.file("metrics.json").exists()
-
-
-def test_head_mode_needs_a_pretrained_backbone(tmp_path):
-    spec = RunSpec(dataset="digits", limit=100, backbone="scratch", mode="head",
-                   train=TrainConfig(epochs=1)).resolved()
-    with pytest.raises(ConfigError, match="needs a pretrained backbone"):
-        pipeline.run(spec, create_run(tmp_path, spec.to_dict()), cache_dir=tmp_path / "cache")
-
-
-def test_auto_mode_and_default_backbone_resolve():
-    spec = RunSpec(dataset="digits").resolved()
-    assert spec.backbone == "scratch-mlp" and spec.mode == "finetune"
-    assert RunSpec(dataset="digits", backbone="mobilenet_v2").resolved().mode == "head"
-    with pytest.raises(ConfigError, match="mode must be one of"):
-        RunSpec(mode="sideways").resolved()
-    assert RunSpec(precision="fp32").resolved().precision == "fp32"
-    assert RunSpec().resolved().precision in ("fp32", "bf16")           # auto, as this CPU runs it
-    with pytest.raises(ConfigError, match="precision must be one of"):
-        RunSpec(precision="fp8").resolved()
-
-
-def test_dataset_recipe_sits_under_explicit_options():
-    assert TrainConfig.for_dataset("digits").hidden_dim == 1024            # the recipe
-    assert TrainConfig.for_dataset("fashion-mnist").hidden_dim == 1024
-    assert TrainConfig.for_dataset("fashion-mnist").n_heads == 4
-    assert TrainConfig.for_dataset("fashion-mnist", n_heads=1).n_heads == 1
-    assert TrainConfig.for_dataset("digits", hidden_dim=64).hidden_dim == 64
-    assert TrainConfig.for_dataset("folder").hidden_dim == TrainConfig().hidden_dim
 
 
 def test_config_json_holds_everything_to_reproduce(tmp_path):
@@ -102,15 +74,6 @@ def test_a_run_from_before_the_precision_option_resumes_in_fp32(tmp_path):
         pipeline.run(old, run, resume=True, cache_dir=tmp_path / "cache")
 
 
-def test_the_dataset_sets_the_input_size_of_pretrained_backbones_unless_told():
-    assert RunSpec(dataset="fashion-mnist").resolved().image_size == 96          # its default, mobilenet_v2_mid
-    assert RunSpec(dataset="fashion-mnist", backbone="resnet18").resolved().image_size == 96
-    assert RunSpec(dataset="fashion-mnist", image_size=128).resolved().image_size == 128
-    assert RunSpec(dataset="fashion-mnist", backbone="scratch").resolved().image_size is None
-    assert RunSpec(dataset="fashion-mnist", pretrained=False).resolved().image_size is None
-    assert RunSpec(dataset="cifar10").resolved().image_size is None              # the backbone's own (224)
-
-
 def _random_png_folder(root, n: int, shape: tuple[int, ...]) -> None:
     """n random PNGs of `shape` ((H, W): grey, (H, W, 3): colour) in two class folders, a and b."""
     import numpy as np
@@ -139,7 +102,7 @@ class SizeRecordingBackbone(Backbone):
 def test_small_grey_folders_go_into_a_pretrained_backbone_at_96_px(tmp_path, mode, given, expected):
     """A folder of 28 px grey PNGs gets the Fashion-MNIST recipe's 96 px, not the backbone's 224
     (5.4x the compute for no better features); colour images and an explicit size are left alone."""
-    register("test-size", "records input sizes", has_pretrained=True)(lambda **kw: SizeRecordingBackbone())
+    register("test-size", "records input sizes", lambda **kw: SizeRecordingBackbone())
     try:
         _random_png_folder(tmp_path / "imgs", 12, (28, 28) if mode == "L" else (28, 28, 3))
         spec = RunSpec(dataset="folder", data_root=str(tmp_path / "imgs"), backbone="test-size", image_size=given,
@@ -162,8 +125,8 @@ def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatc
                    n_views=1, train=TrainConfig(epochs=1, n_clusters=2, batch_size=16)).resolved()
     in_memory = create_run(tmp_path / "a", spec.to_dict())
     pipeline.run(spec, in_memory, cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(pipeline, "IN_MEMORY_BYTES", 1000)
-    monkeypatch.setattr(pipeline.ImageDataset, "to_array", lambda *a, **k: pytest.fail("images loaded whole"))
+    monkeypatch.setattr(inputs, "IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(inputs.ImageDataset, "to_array", lambda *a, **k: pytest.fail("images loaded whole"))
     events = []
     streamed = create_run(tmp_path / "b", spec.to_dict())
     pipeline.run(spec, streamed, cache_dir=tmp_path / "cache", on_event=events.append)
@@ -172,20 +135,6 @@ def test_big_lazily_read_datasets_stream_through_extraction(tmp_path, monkeypatc
     a, b = (np.load(r.file("features.npy")).astype(np.float32) for r in (streamed, in_memory))
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.99    # the same images, upsampled by PIL (streamed) or by torch (in memory)
-
-
-def test_neighbour_sources_resolve_by_encoder_and_dataset():
-    assert RunSpec(dataset="digits").resolved().neighbours_from == "mobilenet_v2_mid"     # digits' recipe
-    assert RunSpec(dataset="mnist").resolved().neighbours_from == "pixels"                 # scratch elsewhere
-    assert RunSpec(dataset="digits", backbone="mobilenet_v2").resolved().neighbours_from == "backbone"
-    assert RunSpec(dataset="digits", neighbours_from="pixels").resolved().neighbours_from == "pixels"
-    with pytest.raises(ConfigError, match="no features to mine neighbours in"):
-        RunSpec(dataset="digits", neighbours_from="backbone").resolved()
-    with pytest.raises(ConfigError, match="cannot mine neighbours in 'scratch'; choose one of: backbone, pixels"):
-        RunSpec(dataset="digits", neighbours_from="scratch").resolved()
-    # configs written before the option keep the neighbours they were trained with
-    assert RunSpec.from_dict({"dataset": "digits", "backbone": "scratch-mlp"}).neighbours_from == "pixels"
-    assert RunSpec.from_dict({"dataset": "digits", "backbone": "mobilenet_v2"}).neighbours_from == "backbone"
 
 
 def test_a_scratch_encoder_mines_its_neighbours_in_a_pretrained_backbones_features(tmp_path):

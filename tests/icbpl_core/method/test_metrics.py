@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from icbpl_core.metrics import (cluster_accuracy, cluster_stats, contingency, evaluate, hungarian_match,
+from icbpl_core.method.metrics import (cluster_accuracy, cluster_stats, contingency, evaluate, hungarian_match,
                                 many_to_one_accuracy, matched_classes)
 
 

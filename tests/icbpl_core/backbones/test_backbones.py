@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from icbpl_core.backbones import BackboneError, backbone_names, create_backbone
+from icbpl_core.backbones import catalog, weights
 from icbpl_core.backbones import torchvision_models as tvm
 
 
@@ -27,13 +28,13 @@ def test_mobilenet_v2_loads_offline_bundled_weights_with_hash_check(monkeypatch,
 
 
 def test_a_corrupt_weights_file_is_refused(tmp_path):
-    bad = tmp_path / tvm.MOBILENET_V2_FILE
-    shutil.copy(tvm.bundled_mobilenet_v2(), bad)
+    bad = tmp_path / catalog.MOBILENET_V2_FILE
+    shutil.copy(weights.bundled_file(catalog.MOBILENET_V2_FILE), bad)
     with open(bad, "r+b") as handle:
         handle.seek(1000)
         handle.write(b"\0" * 16)
     with pytest.raises(BackboneError, match="corrupt"):
-        tvm.verify_hash_prefix(bad)
+        weights.verify_hash_prefix(bad)
 
 
 def test_fine_tuning_trains_only_the_last_blocks():
@@ -69,3 +70,13 @@ def test_scratch_encoder_handles_small_and_larger_images():
         assert backbone(backbone.prepare(torch.rand(3, 1, side, side))).shape == (3, backbone.feature_dim)
     rgb = backbone.prepare(torch.rand(2, 3, 8, 8))   # RGB into a grey encoder: luma
     assert rgb.shape == (2, 1, 8, 8)
+
+
+def test_the_registry_says_where_each_backbones_weights_come_from():
+    from icbpl_core.backbones import BACKBONES, from_scratch, pretrained_names
+    assert BACKBONES["mobilenet_v2"].weights == BACKBONES["mobilenet_v2_mid"].weights == "bundled"
+    assert BACKBONES["resnet50"].weights == "download" and BACKBONES["dinov2_vits14"].weights == "download"
+    assert BACKBONES["resnet18_cifar"].weights == "file" and not BACKBONES["resnet18_cifar"].has_pretrained
+    assert from_scratch("scratch") and from_scratch("scratch-mlp") and not from_scratch("timm:resnet18")
+    assert "resnet18_cifar" not in pretrained_names() and "scratch" not in pretrained_names()
+    assert "mobilenet_v2_mid" in pretrained_names()

@@ -6,45 +6,19 @@ Every page must render on both without an exception or an error message, and its
 widgets must drive the state they should.
 """
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, cli_env
-
-streamlit_testing = pytest.importorskip("streamlit.testing.v1")
-AppTest = streamlit_testing.AppTest
+from icbpl_app import form, state
+from tests.helpers import APP, run_folder, start_icbpl, write_digit_pngs
 
 PAGES = ["pages/data.py", "pages/train.py", "pages/latent.py", "pages/clusters.py", "pages/metrics.py",
          "pages/export.py"]
 TIMEOUT = 180      # the first latent page fits UMAP (numba compiles on first use)
-
-
-def _cli(*args, env):
-    return subprocess.Popen([sys.executable, "-m", "icbpl_core", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _finish(proc) -> Path:
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    return Path(out.strip().splitlines()[-1])
-
-
-def write_digit_pngs(folder: Path, n: int, classes: bool = False) -> None:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    for i in range(n):
-        img = Image.fromarray(np.round(digits.images[i] * 255 / 16).astype(np.uint8), "L")
-        target = folder / (f"class_{digits.target[i]}" if classes else "") / f"img_{i:04d}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        img.save(target)
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +27,17 @@ def runs(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("app-runs")
     flat = tmp_path_factory.mktemp("flat-pngs")
     write_digit_pngs(flat, 240)
-    env = cli_env()
-    env["ICBPL_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
-    env["ICBPL_OFFLINE"] = "1"
-    labelled = _cli("train", "--dataset", "digits", "--limit", 300, "--backbone", "scratch-mlp", "--epochs", 3,
-                    "--runs-dir", runs_dir, "--quiet", env=env)
-    unlabelled = _cli("train", "--dataset", "folder", "--data-root", flat, "--backbone", "scratch-mlp",
-                      "--clusters", 6, "--epochs", 2, "--seed", 1, "--runs-dir", runs_dir, "--quiet", env=env)
+    labelled = start_icbpl("train", "--dataset", "digits", "--limit", 300, "--backbone", "scratch-mlp",
+                           "--epochs", 3, "--runs-dir", runs_dir, "--quiet")
+    unlabelled = start_icbpl("train", "--dataset", "folder", "--data-root", flat, "--backbone", "scratch-mlp",
+                             "--n-clusters", 6, "--epochs", 2, "--seed", 1, "--runs-dir", runs_dir, "--quiet")
     return runs_dir, _finish(labelled), _finish(unlabelled)
+
+
+def _finish(proc) -> Path:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return run_folder(out)
 
 
 @pytest.fixture
@@ -69,11 +46,11 @@ def runs_env(runs, monkeypatch):
     return runs
 
 
-def make_app(page: str | None = None, run: Path | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+def make_app(page: str | None = None, run: Path | None = None, **session) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     if run is not None:
         at.session_state["run_id"] = run.name
-    for key, value in state.items():
+    for key, value in session.items():
         at.session_state[key] = value
     at.run()
     if page is not None and page != "pages/data.py":
@@ -172,7 +149,7 @@ def test_latent_page_without_labels_offers_no_true_label_colouring(runs_env):
 
 
 def test_latent_projection_is_cached_not_recomputed(runs_env, monkeypatch):
-    from icbpl_core import projection
+    from icbpl_app import projection
 
     _, labelled, _ = runs_env
     make_app("pages/latent.py", labelled)              # makes sure it exists
@@ -272,15 +249,15 @@ def test_export_page_whole_run_and_command(runs_env):
     command = at.code[0].value
     import json
     threads = json.loads((labelled / "metrics.json").read_text())["threads"]   # the run's own thread count
-    assert command.startswith(f"OMP_NUM_THREADS={threads} python -m icbpl_core train --dataset digits "
-                              "--limit 300 --backbone scratch-mlp")
+    assert command.startswith(f"OMP_NUM_THREADS={threads} icbpl train --dataset digits --limit 300 "
+                              "--backbone scratch-mlp")
     assert "--epochs 3" in command
 
 
 def test_a_reload_reattaches_to_the_run_in_the_url(runs_env):
     """A browser reload loses session state; the run id in the URL brings the same run back."""
     _, _, unlabelled = runs_env
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params["run"] = unlabelled.name
     at.switch_page("pages/train.py").run()
     assert_clean(at)
@@ -326,15 +303,29 @@ def test_data_page_defaults_are_digits_and_ready(tmp_path, monkeypatch):
     assert_clean(at)
     assert at.selectbox(key="d_dataset").value == "digits"
     assert metric(at, "Images") == "1,797" and metric(at, "Classes") == "10"
-    assert at.number_input(key="d_k").value == 10
+    assert at.number_input(key="d_n_clusters").value == 10
     assert at.button(key="d_start").disabled is False
     from icbpl_core.datasets import get_entry
     draft = at.session_state["draft"]
     assert draft["dataset"] == "digits" and draft["backbone"] == get_entry("digits").default_backbone
-    from icbpl_core import appstate
-    recipe = appstate.train_defaults("digits")           # the dataset's own training recipe, as `train` uses
-    assert {k: draft["train"][k] for k in ("epochs", "hidden_dim", "w_mmd")} == \
-        {k: recipe[k] for k in ("epochs", "hidden_dim", "w_mmd")}
+    recipe = state.train_defaults("digits")           # the dataset's own training recipe, as `train` uses
+    assert {k: draft[k] for k in ("epochs", "hidden_dim", "w_mmd")} == {k: recipe[k] for k in ("epochs", "hidden_dim", "w_mmd")}
+
+
+def test_every_form_parameter_has_its_widget_with_the_tables_range(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    widgets = {w.key: w for kind in ("number_input", "selectbox", "checkbox", "text_input") for w in at.get(kind)}
+    shown_elsewhere = {"data_root": "d_root_opt", "download": None}     # by source; only when data is missing
+    for field in form.FIELDS.values():
+        key = shown_elsewhere.get(field.name, field.key)
+        if key is None:
+            continue
+        widget = widgets[key]
+        if field.kind == "number":
+            assert (widget.min, widget.max) == (field.low, field.high), field.name
+        elif field.kind == "choice" and field.name != "dataset":
+            assert list(widget.options) == field.options(), field.name
 
 
 def test_data_page_widgets_drive_the_draft(tmp_path, monkeypatch):
@@ -342,25 +333,24 @@ def test_data_page_widgets_drive_the_draft(tmp_path, monkeypatch):
     at = make_app()
     at.number_input(key="d_limit").set_value(300).run()
     at.number_input(key="d_epochs").set_value(4).run()
-    at.number_input(key="d_k").set_value(7).run()
+    at.number_input(key="d_n_clusters").set_value(7).run()
     at.number_input(key="d_w_mmd").set_value(2.5).run()
     assert_clean(at)
     draft = at.session_state["draft"]
-    assert draft["limit"] == 300 and draft["train"]["epochs"] == 4 and draft["train"]["n_clusters"] == 7
-    assert draft["train"]["w_mmd"] == 2.5
+    assert draft["limit"] == 300 and draft["epochs"] == 4 and draft["n_clusters"] == 7 and draft["w_mmd"] == 2.5
     assert metric(at, "Images") == "300"
     # the draft survives a visit to another page
     at.switch_page("pages/train.py").run()
     assert "first 300 images" in texts(at) and "K = 7" in texts(at)
     at.switch_page("pages/data.py").run()
-    assert at.number_input(key="d_k").value == 7
+    assert at.number_input(key="d_n_clusters").value == 7
 
 
 def test_data_page_refuses_bad_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
     at = make_app()
     at.number_input(key="d_limit").set_value(5).run()
-    at.number_input(key="d_k").set_value(8).run()
+    at.number_input(key="d_n_clusters").set_value(8).run()
     assert any("more than the 5 images" in e.value for e in at.error)
     assert at.button(key="d_start_disabled").disabled
     at.number_input(key="d_limit").set_value(0).run()
@@ -391,7 +381,7 @@ def test_data_page_folder_and_zip(tmp_path, monkeypatch):
     with zipfile.ZipFile(buffer, "w") as zf:
         for path in sorted(folder.rglob("*.png"))[:20]:
             zf.write(path, f"digits/{path.relative_to(folder)}")
-    at.radio(key="d_source").set_value("zip").run()
+    at.radio(key="d_source").set_value("archive").run()
     at.file_uploader(key="d_upload").upload("digits.zip", buffer.getvalue(), "application/zip").run()
     assert_clean(at)
     assert metric(at, "Images") == "20"
@@ -402,7 +392,7 @@ def test_data_page_folder_and_zip(tmp_path, monkeypatch):
         zf.writestr("../escape.png", b"x")
     at.file_uploader(key="d_upload").set_value(("evil.zip", hostile.getvalue(), "application/zip")).run()
     assert not at.exception
-    assert any("unsafe zip" in w.value for w in at.warning)
+    assert any("unsafe zip" in w.value.lower() for w in at.warning)
     assert at.button(key="d_start_disabled").disabled
 
 
@@ -425,3 +415,17 @@ def test_a_damaged_run_gives_messages_not_tracebacks(runs_env):
             assert all("Traceback" not in e.value for e in at.error)
     finally:
         shutil.rmtree(broken)
+
+
+def test_the_streamlit_internals_the_app_relies_on_are_still_there():
+    """pages/common.py's entry() and serve_media() each read one Streamlit internal; if Streamlit
+    moves them this fails, before users lose page URLs or hover thumbnails."""
+    import inspect
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert hasattr(PagesManager, "uses_pages_directory")
+    assert isinstance(inspect.getattr_static(Runtime, "media_file_mgr"), property)
+    assert list(inspect.signature(MediaFileManager.add).parameters)[1:4] == ["path_or_data", "mimetype", "coordinates"]

@@ -1,0 +1,33 @@
+"""A run's progress read back from its events, as the Train page shows it."""
+import pytest
+
+from icbpl_app.progress import format_seconds, summarize
+
+
+def test_progress_from_events():
+    t0 = 1000.0
+    events = [{"type": "start", "time": t0, "resume": False},
+              {"type": "data", "time": t0 + 1, "n_images": 300, "labels": True, "backbone": "scratch"},
+              {"type": "epoch", "time": t0 + 3, "epoch": 1, "epochs": 4, "seconds": 2.0,
+               "losses": {"total": 3.0, "mmd": 1.0}, "metrics": {"acc": 0.3, "nmi": 0.2, "ari": 0.1},
+               "n_clusters_used": 7},
+              {"type": "step", "time": t0 + 4, "epoch": 2, "epochs": 4, "step": 1, "steps": 2, "loss": 2.0}]
+    p = summarize(events, "running", 4, now=t0 + 4.5)
+    assert p.phase == "training" and p.epoch == 1 and p.epochs == 4
+    assert p.fraction == pytest.approx(1.5 / 4)
+    assert p.elapsed == pytest.approx(4.5)
+    assert p.remaining == pytest.approx(2.5 * 2.0)
+    table = p.table()
+    assert table.loc[0, "loss_mmd"] == 1.0 and table.loc[0, "acc"] == 0.3 and p.has_labels
+    done = events + [{"type": "epoch", "time": t0 + 9, "epoch": 4, "epochs": 4, "seconds": 2.0, "losses": {}},
+                     {"type": "done", "time": t0 + 10}]
+    p = summarize(done, "finished", 4, now=t0 + 100)
+    assert p.phase == "finished" and p.fraction == 1.0 and p.remaining == 0 and p.elapsed == pytest.approx(10)
+    resumed = done[:3] + [{"type": "cancelled", "time": t0 + 5}, {"type": "start", "time": t0 + 50},
+                          {"type": "resumed", "time": t0 + 52, "epoch": 1}]
+    p = summarize(resumed, "running", 4, now=t0 + 53)
+    assert p.elapsed == pytest.approx(3) and p.epoch == 1 and p.phase == "training"
+    assert summarize([], "starting", 4).phase == "starting"
+    restarting = summarize(resumed[:4], "starting", 4, now=t0 + 60)      # resume launched, no event yet
+    assert restarting.phase == "starting" and restarting.elapsed is None and restarting.epoch == 1
+    assert format_seconds(None) == "—" and format_seconds(65) == "1m 05s" and format_seconds(3700) == "1h 01m"
