@@ -28,7 +28,7 @@ def runs(tmp_path_factory):
     flat = tmp_path_factory.mktemp("flat-pngs")
     write_digit_pngs(flat, 240)
     labelled = start_icbpl("train", "--dataset", "digits", "--limit", 300, "--backbone", "scratch-mlp",
-                           "--epochs", 3, "--runs-dir", runs_dir, "--quiet")
+                           "--neighbours-from", "pixels", "--epochs", 3, "--runs-dir", runs_dir, "--quiet")
     unlabelled = start_icbpl("train", "--dataset", "folder", "--data-root", flat, "--backbone", "scratch-mlp",
                              "--n-clusters", 6, "--epochs", 2, "--seed", 1, "--runs-dir", runs_dir, "--quiet")
     return runs_dir, _finish(labelled), _finish(unlabelled)
@@ -251,6 +251,7 @@ def test_export_page_whole_run_and_command(runs_env):
     threads = json.loads((labelled / "metrics.json").read_text())["threads"]   # the run's own thread count
     assert command.startswith(f"OMP_NUM_THREADS={threads} icbpl train --dataset digits --limit 300 "
                               "--backbone scratch-mlp")
+    assert "--neighbours-from pixels" in command
     assert "--epochs 3" in command
 
 

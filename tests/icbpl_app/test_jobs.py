@@ -10,7 +10,7 @@ from icbpl_app import jobs, processes, state
 from icbpl_core.store.runs import list_runs
 from tests.helpers import APP, wait_until_stopped
 
-SMALL = {"dataset": "digits", "limit": 200, "backbone": "scratch-mlp", "epochs": 3}
+SMALL = {"dataset": "digits", "limit": 200, "backbone": "scratch-mlp", "neighbours_from": "pixels", "epochs": 3}
 
 
 def draft(**values) -> state.Draft:

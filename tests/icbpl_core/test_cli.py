@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import icbpl, run_folder, start_icbpl
 
-QUICK = ["--limit", "400", "--epochs", "4"]
+QUICK = ["--limit", "400", "--epochs", "4", "--neighbours-from", "pixels"]   # no second backbone to extract
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_settings_that_cannot_work_are_refused_before_any_run_folder(args, fragm
 
 def test_old_flag_names_still_work(tmp_path):
     proc = icbpl("train", "--clusters", "3", "--neighbors", "5", "--heads", "2", "--views", "1", "--limit", "60",
-                 "--epochs", "1", "--runs-dir", tmp_path, "--quiet")
+                 "--epochs", "1", "--neighbours-from", "pixels", "--runs-dir", tmp_path, "--quiet")
     train = json.loads((run_folder(proc) / "config.json").read_text())
     assert train["n_views"] == 1
     assert {k: train["train"][k] for k in ("n_clusters", "n_neighbours", "n_heads")} == \
@@ -136,7 +136,7 @@ def test_same_seed_same_assignments(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    args = ["train", "--dataset", "digits", "--limit", "600", "--epochs", "6", "--seed", "1"]
+    args = ["train", "--dataset", "digits", "--limit", "600", "--epochs", "6", "--seed", "1", "--neighbours-from", "pixels"]
     straight = run_folder(icbpl(*args, "--runs-dir", tmp_path / "straight", "--quiet"))
     proc = start_icbpl(*args, "--runs-dir", tmp_path / "killed")
     deadline = time.time() + 300
@@ -160,8 +160,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 def test_a_run_stopped_during_feature_extraction_resumes_from_the_passes_it_finished(tmp_path):
     cache = tmp_path / "cache"
-    args = ["train", "--dataset", "digits", "--backbone", "mobilenet_v2", "--image-size", "64", "--n-views", "3",
-            "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(cache)]
+    args = ["train", "--dataset", "digits", "--limit", "600", "--backbone", "mobilenet_v2", "--image-size", "64",
+            "--n-views", "3", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(cache)]
     proc = start_icbpl(*args)
     deadline = time.time() + 300
     run_dir = None
@@ -183,7 +183,8 @@ def test_a_run_stopped_during_feature_extraction_resumes_from_the_passes_it_fini
 
 
 def test_resume_with_a_changed_config_is_refused_and_nothing_is_lost(tmp_path):
-    args = ["train", "--dataset", "digits", "--limit", "300", "--epochs", "2", "--runs-dir", tmp_path, "--quiet"]
+    args = ["train", "--dataset", "digits", "--limit", "300", "--epochs", "2", "--neighbours-from", "pixels",
+            "--runs-dir", tmp_path, "--quiet"]
     run_dir = run_folder(icbpl(*args))
     status = json.loads((run_dir / "status.json").read_text())
     (run_dir / "status.json").write_text(json.dumps({**status, "state": "cancelled"}))
@@ -229,7 +230,7 @@ def test_pretrained_head_mode_on_digits_uses_cached_features(tmp_path):
 
 def test_runs_with_other_seeds_share_the_extracted_features_and_views(tmp_path):
     args = ["train", "--dataset", "digits", "--backbone", "mobilenet_v2", "--image-size", "32", "--epochs", "1",
-            "--n-views", "1", "--runs-dir", tmp_path]
+            "--n-views", "1", "--runs-dir", tmp_path]      # all images: a subset would differ by seed
     first = icbpl(*args, "--seed", "0")
     assert "extracting view 1/1" in first.stderr
     second = icbpl(*args, "--seed", "1")

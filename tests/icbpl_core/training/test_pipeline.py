@@ -154,3 +154,22 @@ def test_a_scratch_encoder_mines_its_neighbours_in_a_pretrained_backbones_featur
     plain = []
     pipeline.run(pixels, create_run(tmp_path, pixels.to_dict()), on_event=plain.append, cache_dir=tmp_path / "cache")
     assert not any(e["type"] == "extract" for e in plain)
+
+
+def test_the_feature_cache_key_is_built_from_the_tables_cache_parameters():
+    """The key's parts keep their names, so caches written before stay valid."""
+    from icbpl_core import params
+    from icbpl_core.backbones import create_backbone
+    from icbpl_core.datasets import load_dataset
+
+    spec = RunSpec(dataset="digits", limit=20, backbone="mobilenet_v2", image_size=32).resolved()
+    backbone = create_backbone("mobilenet_v2", in_channels=1)
+    dataset = load_dataset("digits", limit=20)
+    features = inputs.Features(spec, inputs.Inputs.prepare(dataset, backbone, 32, "head", "auto"), backbone,
+                               lambda what: None)
+    parts = features.key_parts()
+    assert set(parts) == {"dataset", "root", "backbone", "weights", "size", "augment", "precision", "ids"}
+    assert {p.cache_key for p in params.PARAMS if p.cache_key} == set(parts) - {"ids"}
+    assert parts["size"] == 32 and parts["weights"] == backbone.weights_id and parts["augment"] == "grey"
+    other = features.key_parts(backbone="mobilenet_v2_mid", image_size=96)
+    assert other["backbone"] == "mobilenet_v2_mid" and other["size"] == 96 and other["ids"] == parts["ids"]
