@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
 from icbpl_core.method.metrics import evaluate
+from machine import machine_line   # a sibling script
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         metrics = json.loads((Path(out.stdout.strip().splitlines()[-1]) / "metrics.json").read_text())
         rows.append({"method": "ICBPL (scratch, defaults)", "seed": seed, "seconds": seconds, **metrics})
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"command: python bench/bench_digits.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {machine_line()}; command: python bench/bench_digits.py {' '.join(sys.argv[1:])}")
     print("| method | seed | ACC | NMI | ARI | clusters used | wall s |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['ari']:.4f} | "

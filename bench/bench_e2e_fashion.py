@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,8 @@ from sklearn.cluster import KMeans
 ROOT = Path(__file__).resolve().parents[1]
 from icbpl_core.datasets import load_dataset
 from icbpl_core.method.metrics import evaluate
-from bench_suite import input_features   # a sibling script (bench/ is this script's folder)
+from bench_suite import input_features   # sibling scripts (bench/ is this script's folder)
+from machine import machine_line
 
 
 def write_png_folder(limit: int, out: Path) -> Path:
@@ -114,8 +114,7 @@ def main() -> None:
                 rows.append({**common, "method": "ICBPL", "seconds": seconds, **metrics})
                 print(f"{source_name} {backbone} seed {seed}: ICBPL {metrics['acc']:.3f} k-means {km['acc']:.3f} "
                       f"({seconds:.0f} s) {run_dir}", file=sys.stderr, flush=True)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; command: "
-          f"python bench/bench_e2e_fashion.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"machine: {machine_line()}; command: python bench/bench_e2e_fashion.py {' '.join(sys.argv[1:])}".rstrip())
     print("| source | backbone (mode) | method | seed | ACC | NMI | ARI | wall s |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['source']} | {r['backbone']} ({r['mode']}) | {r['method']} | {r['seed']} | {r['acc']:.4f} | "

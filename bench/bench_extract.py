@@ -23,12 +23,12 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from icbpl_core.method.augment import get_augmentation
+from machine import machine_line   # a sibling script
 from icbpl_core.backbones import create_backbone
 from icbpl_core.datasets.base import ArrayDataset
 from icbpl_core.features.extract import PRECISIONS, extract, extract_dataset, resolve_precision
@@ -68,6 +68,7 @@ def main() -> None:
     backbone.eval().to(memory_format=torch.channels_last)
     aug_name, augment = get_augmentation("auto", images.shape[-1], images.shape[1])
     print(f"$ python bench/bench_extract.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"machine: {machine_line()}")
     print(f"{args.backbone} at {args.size}px, {n} {source} images, batch {args.batch_size}, "
           f"{args.repeats} repeats, {precision}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs")

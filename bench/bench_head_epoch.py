@@ -7,16 +7,14 @@ number of forward+backward passes of the head alone, without the ICBPL losses.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from icbpl_core.config import TrainConfig
+from machine import machine_line   # a sibling script
 from icbpl_core.method.model import MultiHead, ProjectionHead
 from icbpl_core.method.pedcc import make_pedcc
 from icbpl_core.training.sources import FeatureSource
@@ -54,8 +52,7 @@ def main() -> None:
             loss.backward()
             opt.step()
         bare.append(time.perf_counter() - started)
-    print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"N={args.n}, D={args.dim}, batch {cfg.batch_size}")
+    print(f"machine: {machine_line()}; N={args.n}, D={args.dim}, batch {cfg.batch_size}")
     print("| what | median s/epoch | epochs |\n|---|---|---|")
     print(f"| ICBPL head-only epoch (4 losses, views, bank) | {statistics.median(icbpl):.2f} | {icbpl} |")
     print(f"| bare head forward+backward, same batches | {statistics.median(bare):.2f} | {bare} |")

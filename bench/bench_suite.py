@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -47,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 from icbpl_core.datasets import load_dataset
+from machine import machine_line   # a sibling script
 from icbpl_core.method.metrics import evaluate
 from icbpl_core.backbones import from_scratch
 from icbpl_app.projection import compute_projection
@@ -251,8 +250,7 @@ def main() -> None:
     speed = suite.speed(fashion_run, digits_run) if "speed" not in args.skip and fashion_run and digits_run else []
     command = f"python bench/bench_suite.py {' '.join(sys.argv[1:])}".strip()
     header = (f"Command: `{command}`  \n"
-              f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads; {datetime.now():%Y-%m-%d %H:%M}; "
+              f"Machine: {machine_line()}; {datetime.now():%Y-%m-%d %H:%M}; "
               f"suite wall time {(time.perf_counter() - started) / 60:.1f} min")
     text = render(suite.rows, speed, header)
     (out / "table.md").write_text(text)

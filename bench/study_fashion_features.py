@@ -16,9 +16,7 @@ and the neighbours of the final features fused with the centred pixels (equal we
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

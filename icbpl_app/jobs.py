@@ -34,10 +34,10 @@ from icbpl_core.store import atomic
 from icbpl_core.store.clock import iso
 from icbpl_core.store.locks import Busy, file_lock
 from icbpl_core.store.process import on_other_host
-from icbpl_core.store.runs import ACTIVE, RESUMABLE, Run, create_run, list_runs, open_run
+from icbpl_core.store.runs import ACTIVE, Run, create_run, list_runs, open_run
 
 from .processes import spawn
-from .state import hint, message
+from .state import explain, message
 
 LOG_NAME = "train.log"
 LOCK_NAME = ".job.lock"
@@ -168,7 +168,7 @@ def error_message(run: Run, st: dict | None = None) -> str | None:
     st = st or run.status()
     if st.get("state") == "failed":
         if st.get("error"):
-            return st["error"] + hint(st.get("setting"))
+            return explain(st["error"], st.get("setting"))
         return _last_error_line(run) or "the training process failed; see the log"
     if st.get("state") == "interrupted":
         return st.get("error") or _last_error_line(run) or \

@@ -102,7 +102,12 @@ def message(exc: BaseException) -> str:
     setting = getattr(exc, "setting", None)
     if isinstance(exc, ParamError):
         return f"{label(setting)}: {exc.problem}."
-    return _capital(str(exc)) + "." + hint(setting)
+    return explain(str(exc), setting)
+
+
+def explain(text: str, setting: str | None) -> str:
+    """An engine error's text as a sentence, with what to change in the app to fix it."""
+    return _capital(text) + "." + hint(setting)
 
 
 def hint(setting: str | None) -> str:

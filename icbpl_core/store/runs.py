@@ -22,12 +22,16 @@ import socket
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..errors import RunError
 from . import atomic
 from .clock import iso
 from .process import alive_here
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RUNS_DIR_ENV = "ICBPL_RUNS_DIR"
 STATES = ("running", "finished", "failed", "cancelled", "interrupted")   # what status.json records

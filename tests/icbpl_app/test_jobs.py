@@ -131,3 +131,17 @@ def test_a_launch_is_refused_with_a_message_when_the_settings_cannot_work(runs_d
     with pytest.raises(jobs.JobError):
         jobs.launch(runs_dir, draft(n_clusters=1).spec())
     assert list_runs(runs_dir) == []
+
+
+def test_a_failed_runs_message_points_at_what_the_app_can_change(tmp_path):
+    from icbpl_core.store.runs import create_run
+
+    run = create_run(tmp_path, {"dataset": "digits"})
+    run.set_status("failed", error="the feature cache cannot be used: /c is not a folder (cache folder /c)",
+                   setting="cache_dir")
+    text = jobs.error_message(run)
+    assert text.startswith("The feature cache cannot be used: /c is not a folder (cache folder /c). ")
+    assert "ICBPL_CACHE_DIR" in text and "--cache-dir" not in text
+    run.set_status("failed", error="3 clusters is more than the 2 images; choose 2 clusters or fewer",
+                   setting="n_clusters")
+    assert jobs.error_message(run).endswith("Change “Number of clusters K” on Data & model.")

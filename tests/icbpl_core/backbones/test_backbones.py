@@ -5,7 +5,6 @@ import torch
 
 from icbpl_core.backbones import BackboneError, backbone_names, create_backbone
 from icbpl_core.backbones import catalog, weights
-from icbpl_core.backbones import torchvision_models as tvm
 
 
 def test_registry_lists_the_defaults():
