@@ -162,13 +162,19 @@ def choose_model(draft: state.Draft, name: str, dataset) -> dict:
     values["epochs"] = common.param_input("epochs", draft["epochs"], columns[2])
     values["mode"] = common.param_input("mode", draft["mode"], columns[3])
     with st.expander("Advanced training options"):
-        for group in ("model", "training"):
+        for group, title in (("model", "Model and views"), ("training", "Training")):
+            st.markdown(f"**{title}**")
             fields = [f for f in form.advanced(group) if f.name not in values]
-            for start in range(0, len(fields), 4):
-                row = st.columns(4)
-                for column, field in zip(row, fields[start:start + 4]):
-                    values[field.name] = common.param_input(field.name, draft[field.name], column)
+            # numbers and lists four to a row, then the switches on a row of their own
+            for width, kinds in ((4, ("number", "choice", "text")), (2, ("bool",))):
+                for row_fields in _rows([f for f in fields if f.kind in kinds], width):
+                    for column, field in zip(st.columns(width), row_fields):
+                        values[field.name] = common.param_input(field.name, draft[field.name], column)
     return values
+
+
+def _rows(fields: list, width: int = 4) -> list[list]:
+    return [fields[i:i + width] for i in range(0, len(fields), width)]
 
 
 draft = state.Draft(st.session_state.get("draft"))
