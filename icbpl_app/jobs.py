@@ -59,8 +59,8 @@ class DuplicateJob(JobError):
 
 def worker_threads() -> int:
     """PyTorch threads of a training job: all cores but one, which stays with the app and the
-    browser. With every core, the worker's threads spin against them: default digits took 240 s
-    in the app against 56 s with one of this 2-core machine's threads (docs/BENCHMARKS.md)."""
+    browser; with every core, the worker's threads spin against them
+    (docs/BENCHMARKS.md#app-training-time)."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 

@@ -24,7 +24,7 @@ def _fields(level: str) -> list:
 
 class TrainConfig(make_dataclass("TrainFields", _fields("train"))):
     """Hyper-parameters of ICBPL training: every "train" entry of params.PARAMS, with its default
-    (the measured ones, docs/BENCHMARKS.md)."""
+    (the measured ones, docs/BENCHMARKS.md#levers-that-helped)."""
 
     @property
     def loss_weights(self):

@@ -106,7 +106,7 @@ TORCHVISION: dict[str, TorchvisionModel] = {
 }
 # Block 13's 96 channels on a 3 x 3 grid: on Fashion-MNIST its 20 nearest neighbours share the
 # label 6-7 points more often than those of the final pooled 1280-d feature
-# (docs/BENCHMARKS.md#fashion-mnist).
+# (docs/BENCHMARKS.md#feature-study).
 TORCHVISION["mobilenet_v2_mid"] = replace(TORCHVISION["mobilenet_v2"], feature_dim=96 * 9, tap=(13, 3),
                                      trainable=("features.12", "features.13"),
                                      description="MobileNetV2 up to block 13, its map pooled to a 3x3 grid, "

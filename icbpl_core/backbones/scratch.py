@@ -39,8 +39,8 @@ class SmallConvNet(Backbone):
 class SmallMLP(Backbone):
     """Flatten -> Linear-BN-ReLU x 2, for tiny images such as 8x8 digits.
 
-    Width 1024: at 512, digits runs lock early into partitions that split confusable
-    classes (median ACC 0.82 over 3 seeds against 0.94; docs/BENCHMARKS.md).
+    Width 1024: narrower ones lock early into partitions that split confusable classes
+    (docs/BENCHMARKS.md#levers-that-helped).
     """
 
     def __init__(self, in_channels: int = 1, side: int = 8, width: int = 1024) -> None:

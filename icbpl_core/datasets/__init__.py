@@ -46,13 +46,13 @@ _IMAGENET = "{n} classes of a local ImageNet train folder ({source}), read lazil
 
 DATASETS: dict[str, DatasetEntry] = {e.name: e for e in (
     # The scratch MLP trains on the pixels; its neighbours come from the bundled MobileNetV2's
-    # block-13 grid at 96 px, purer than the pixels' (docs/BENCHMARKS.md#digits).
+    # block-13 grid at 96 px, purer than the pixels' (docs/BENCHMARKS.md#digits-details).
     _entry("digits", "digits:load_digits", "scikit-learn digits, 1,797 8x8 grey images, 10 classes (bundled, "
            "no download)", "scratch-mlp", {"hidden_dim": 1024}, scratch_neighbours="mobilenet_v2_mid"),
     _entry("mnist", "mnist:load_mnist", "MNIST handwritten digits, 70,000 28x28 grey images, 10 classes",
            "scratch", image_size=96),
     # Head 1024 wide, 4 heads narrowed to the lowest-loss one after 10 epochs, block 13 of MobileNetV2
-    # on a 3x3 grid (docs/BENCHMARKS.md#fashion-mnist).
+    # on a 3x3 grid (docs/BENCHMARKS.md#levers-that-helped).
     _entry("fashion-mnist", "mnist:load_fashion_mnist", "Fashion-MNIST clothing, 70,000 28x28 grey images, "
            "10 classes", "mobilenet_v2_mid", {"hidden_dim": 1024, "n_heads": 4}, image_size=96),
     _entry("cifar10", "cifar:load_cifar10", "CIFAR-10, 60,000 32x32 RGB images, 10 classes"),

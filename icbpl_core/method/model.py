@@ -35,8 +35,8 @@ class MultiHead(nn.Module):
     """H independent projection heads on the same input: forward -> (H, B, d).
 
     Training all H at once and keeping the one whose loss ends lowest (SCAN keeps the
-    lowest-loss of its heads too) guards against a poor local optimum: on digits the
-    final ICBPL loss ranks the runs' ACC almost perfectly (docs/BENCHMARKS.md).
+    lowest-loss of its heads too) guards against a poor local optimum
+    (docs/BENCHMARKS.md#levers-that-helped).
     """
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, latent_dim: int = 100, n_heads: int = 1) -> None:

@@ -60,7 +60,7 @@ def input_side(backbone, first_image, channels: int) -> int | None:
     """The backbone input side when neither the user nor the dataset's registry entry chose one.
 
     Small grey images (a folder of MNIST-like PNGs) get the Fashion-MNIST recipe's 96 px rather
-    than the backbone's 224 (docs/BENCHMARKS.md#fashion-mnist); everything else the backbone's own.
+    than the backbone's 224 (docs/BENCHMARKS.md#feature-study); everything else the backbone's own.
     """
     native = backbone.input_size
     if (backbone.pretrained and native is not None and channels == 1

@@ -9,9 +9,9 @@ every `refresh_every` epochs all latents are recomputed and neighbours re-mined 
 them (in the best head's space). After each epoch the head with the lowest mean loss
 becomes the one that predicts. Independent heads (head-only training) are narrowed to
 that one after `select_head_after` epochs, since the loss ranks them early
-(docs/BENCHMARKS.md): the kept head then trains on exactly as beside the others, at the
-cost of one. Heads on a shared trainable encoder all shape it, so they are never dropped
-(narrowing them cost digits 8 points on one seed). Each epoch draws its randomness from
+(docs/BENCHMARKS.md#levers-that-helped): the kept head then trains on exactly as beside the
+others, at the cost of one. Heads on a shared trainable encoder all shape it, so they are
+never dropped (docs/BENCHMARKS.md#levers-tried, several heads on digits). Each epoch draws its randomness from
 a generator seeded by (seed, epoch), so a run resumed from an epoch checkpoint continues
 exactly as if never interrupted.
 """
@@ -139,9 +139,8 @@ class Trainer:
     def latents(self, views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
         """(N, d) latents of the best head. Given `views` (functions from rows of indices to the
         inputs of one augmented copy of those images, such as a source's fixed_view(v)), the
-        direction of the mean latent over each image and its views: averaging out the
-        augmentation noise this way gained 0.4-0.5 ACC points on each of three Fashion-MNIST runs
-        (docs/BENCHMARKS.md)."""
+        direction of the mean latent over each image and its views, which averages out the
+        augmentation noise (docs/METHOD.md#prediction)."""
         z = self.all_latents()[self.best_head]
         if not len(views):
             return z
