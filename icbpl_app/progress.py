@@ -94,7 +94,7 @@ def _read_phase(p: Progress, current: list[dict], state: str) -> float:
         elif kind == ev.EXTRACT:
             detail = f"{e.get('what')}: {e.get('done')}/{e.get('total')} images"
         elif kind == ev.RESUMED:
-            detail = f"resumed after epoch {e.get('epoch')}"
+            detail = ev.line(e)
         elif kind == ev.STEP:
             p.epochs = p.epochs or e.get("epochs")
             steps = max(1, int(e.get("steps") or 1))

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a run's cluster labels as CSV")
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--out", required=True, metavar="FILE.csv")
+    export.add_argument("--force", action="store_true", help="overwrite FILE.csv if it exists")
 
     runs = sub.add_parser("runs", help="list runs with their status and metrics")
     runs.add_argument("--runs-dir", metavar="DIR", help=runs_help)
@@ -131,14 +132,14 @@ def _runs_dir(args):
 
 
 def _train(args) -> int:
-    from .errors import ConfigError, IcbplError
+    from .errors import IcbplError
     from .store.runs import create_run
 
     try:
         spec = spec_from_args(args).resolved()
-    except (ConfigError, IcbplError) as exc:
+        run = create_run(_runs_dir(args), spec.to_dict())
+    except IcbplError as exc:
         return _fail(hint(exc), EXIT_USAGE)
-    run = create_run(_runs_dir(args), spec.to_dict())
     return _execute(spec, run, resume=False, args=args)
 
 
@@ -186,9 +187,9 @@ def _export(args) -> int:
     from .store.runs import open_run
 
     try:
-        rows = export_csv(open_run(args.run_dir), args.out)
+        rows = export_csv(open_run(args.run_dir), args.out, force=args.force)
     except RunError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(hint(exc), EXIT_FAILED)
     print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
     return 0
 
@@ -226,6 +227,10 @@ def hint(exc: BaseException) -> str:
         return f"{exc} ({p.flag})"
     if setting == "cache_dir":
         return f"{exc}; remove or fix it, or choose another cache folder with --cache-dir or {CACHE_ENV}"
+    if setting == "force":
+        return f"{exc} with --force"
+    if setting == "runs_dir":
+        return f"{exc}; choose another with --runs-dir or {RUNS_DIR_ENV}"
     return str(exc)
 
 

@@ -44,3 +44,7 @@ class CacheError(IcbplError, OSError):
 
     def __init__(self, message: str) -> None:
         IcbplError.__init__(self, message, setting="cache_dir")
+
+
+class DiskFull(IcbplError, OSError):
+    """A write failed for want of space; the message names the path."""

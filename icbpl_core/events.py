@@ -13,7 +13,7 @@ DATA = "data"            # the data is open: n_images, shape, input_size, labels
                          # mode, augment
 SKIPPED = "skipped"      # unreadable files left out: count, files
 EXTRACT = "extract"      # feature extraction progress: what, done, total
-RESUMED = "resumed"      # training continues after a checkpointed epoch: epoch
+RESUMED = "resumed"      # training continues after a checkpointed epoch: epoch (note: a checkpoint fallen back from)
 STEP = "step"            # within an epoch, about once a second: epoch, epochs, step, steps, loss
 EPOCH = "epoch"          # an epoch ended: epoch, epochs, losses, metrics, n_clusters_used, seconds
 DONE = "done"            # finished: metrics
@@ -46,5 +46,6 @@ def line(event: dict) -> str | None:
     if kind == SKIPPED:
         return f"skipped {event['count']} unreadable file(s): " + "; ".join(event["files"][:5])
     if kind == RESUMED:
-        return f"resumed after epoch {event['epoch']}"
+        return f"resumed after epoch {event['epoch']}" + (f" ({event['note']}; used the one before)"
+                                                          if event.get("note") else "")
     return None

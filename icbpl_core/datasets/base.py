@@ -28,6 +28,10 @@ class ImageDataset:
     def item_id(self, index: int) -> str:
         return f"{self.name}:{index}"
 
+    def unreadable(self) -> list[int]:
+        """Indices of images that failed to decode so far (given a placeholder); none here."""
+        return []
+
     @property
     def has_labels(self) -> bool:
         return self.labels is not None
@@ -149,3 +153,7 @@ class IndexedSubset(ImageDataset):
 
     def item_id(self, index: int) -> str:
         return self.parent.item_id(int(self.indices[index]))
+
+    def unreadable(self) -> list[int]:
+        failed = set(self.parent.unreadable())
+        return [i for i, parent in enumerate(self.indices) if int(parent) in failed] if failed else []

@@ -52,6 +52,11 @@ def _field(batch: dict, key: str, path: Path):
     return batch[key]
 
 
+def _texts(values) -> list[str]:
+    """Class names as text: a copy re-pickled from Python 2 holds them as bytes."""
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
 def _images(batch: dict, path: Path) -> np.ndarray:
     data = np.asarray(_field(batch, "data", path), dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:
@@ -93,7 +98,7 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ArrayDatase
         labels.append(np.asarray(_field(batch, "labels", folder / name), dtype=np.int64))
     names = CIFAR10_CLASSES
     if (folder / "batches.meta").is_file():
-        names = list(read_pickle(folder / "batches.meta").get("label_names", names))
+        names = _texts(read_pickle(folder / "batches.meta").get("label_names", names))
     return ArrayDataset("cifar10", np.concatenate(images), np.concatenate(labels), names)
 
 
@@ -104,7 +109,7 @@ def _load_cifar100(name: str, kind: str, root: str | None, download: bool) -> Ar
         batch = read_pickle(folder / split)
         images.append(_images(batch, folder / split))
         labels.append(np.asarray(_field(batch, f"{kind}_labels", folder / split), dtype=np.int64))
-    names = list(_field(read_pickle(folder / "meta"), f"{kind}_label_names", folder / "meta"))
+    names = _texts(_field(read_pickle(folder / "meta"), f"{kind}_label_names", folder / "meta"))
     return ArrayDataset(name, np.concatenate(images), np.concatenate(labels), names)
 
 

@@ -5,17 +5,20 @@ ImageFolder layout; class names = subfolder names, images found at any depth ins
 images directly in the root skipped; a class folder with no readable image is left out);
 otherwise the folder is flat and has no labels.
 Extensions: png jpg jpeg bmp gif tif tiff webp, any case. Hidden files are ignored.
-Every file is checked when the dataset is opened (PIL's cheap verify), so length and
-labels are final: unreadable or non-image files are listed in `skipped` as (path, reason),
-never fatal. Images are decoded on demand; the mode rule is in images.py (L only when
-every image is grey, else RGB). item_id is the path relative to the root.
+Every file is checked when the dataset is opened (PIL's cheap verify): unreadable or
+non-image files are listed in `skipped` as (path, reason), never fatal. Images are decoded
+on demand; one that passed the check but fails to decode (a truncated JPEG) is left out of
+training then. The mode rule is in images.py (L only when every image is grey, else RGB).
+item_id is the path relative to the root (bytes that are not UTF-8 shown as \\xNN).
 
 Zip archives are treated as hostile: entries escaping the folder (absolute, `..`) are
 refused, symlinks ignored, file count and uncompressed size capped (declared sizes and the
-bytes actually written), then the images are extracted atomically to
+bytes actually written), then the images are extracted all or nothing (a full disk caches
+nothing; folders of extractions killed mid-way are removed) to
 <cache root>/archives/<sha256>/ (store/files.py) and opened as a folder (a single
-top-level folder in the archive is descended into). Archive-level skips (symlinks,
-non-images, corrupt entries) are reported with their names inside the archive.
+top-level folder in the archive is descended into). All extracted archives together are capped
+(ICBPL_ARCHIVES_MAX_BYTES, default 8 GiB; the least recently used go first). Archive-level
+skips (symlinks, non-images, corrupt entries) are reported with their names in the archive.
 """
 from __future__ import annotations
 
@@ -30,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store.files import cache_root, file_sha256
+from ..store.files import cache_root, disk_full, evict_oldest, file_sha256, no_space, remove_stale, touch
 from . import DatasetError
-from .images import FileDataset, describe_error, is_hidden, is_image_name, native_mode, probe_all
+from .images import FileDataset, describe_error, is_hidden, is_image_name, native_mode, probe_all, shown
 
 ZIP_MAX_BYTES = 2 * 1024 ** 3       # env ICBPL_ZIP_MAX_BYTES
 ZIP_MAX_FILES = 200_000             # env ICBPL_ZIP_MAX_FILES
+ARCHIVES_MAX_BYTES = 8 * 1024 ** 3  # env ICBPL_ARCHIVES_MAX_BYTES: all extracted archives together
 MANIFEST = ".icbpl-archive.json"
 
 
@@ -61,24 +65,24 @@ def open_folder(root: str | os.PathLike, name: str = "folder",
         if is_image_name(rel):
             candidates.append(rel)
         else:
-            skipped.append((rel, "not an image file (unrecognised extension)"))
+            skipped.append((shown(rel), "not an image file (unrecognised extension)"))
     has_classes = any("/" in rel for rel in candidates)
     if has_classes:
-        skipped += [(rel, "outside any class folder") for rel in candidates if "/" not in rel]
+        skipped += [(shown(rel), "outside any class folder") for rel in candidates if "/" not in rel]
         candidates = [rel for rel in candidates if "/" in rel]
     paths, modes, sizes = [], [], []
     for rel, result in zip(candidates, probe_all([root / rel for rel in candidates])):
         if isinstance(result, str):
-            skipped.append((rel, f"unreadable image ({result})"))
+            skipped.append((shown(rel), f"unreadable image ({result})"))
         else:
             paths.append(rel)
             modes.append(result[0])
             sizes.append(result[1])
     labels = class_names = None
     if has_classes:
-        class_names = sorted({rel.split("/", 1)[0] for rel in paths})
+        class_names = sorted({shown(rel.split("/", 1)[0]) for rel in paths})
         index = {c: i for i, c in enumerate(class_names)}
-        labels = np.asarray([index[rel.split("/", 1)[0]] for rel in paths], dtype=np.int64)
+        labels = np.asarray([index[shown(rel.split("/", 1)[0])] for rel in paths], dtype=np.int64)
     mode = "L" if modes and all(native_mode(m) == "L" for m in modes) else "RGB"
     return FileDataset(name, root, paths, labels, class_names, mode, sizes, skipped)
 
@@ -163,8 +167,10 @@ def extract_zip(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     cache = Path(cache_dir) if cache_dir is not None else cache_root() / "archives"
     final = cache / file_sha256(path)
     if final.is_dir():
+        touch(final)
         return final
     cache.mkdir(parents=True, exist_ok=True)
+    remove_stale(cache, ".tmp-*")        # extractions killed mid-way (never read)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -184,11 +190,22 @@ def extract_zip(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
                         budget -= copy_capped(src, dst, info.file_size, budget, info.filename, max_bytes)
                 except DatasetError:
                     raise
+                except OSError as exc:
+                    if no_space(exc):    # all or nothing: a partial archive is never cached
+                        raise disk_full(cache, f"extracting {Path(path).name} into") from None
+                    if target.is_file() and not target.is_symlink():
+                        target.unlink()
+                    skipped.append((info.filename, f"could not extract ({describe_error(exc)})"))
                 except Exception as exc:  # noqa: BLE001 - corrupt, encrypted, duplicate entries
                     if target.is_file() and not target.is_symlink():
                         target.unlink()
                     skipped.append((info.filename, f"could not extract ({describe_error(exc)})"))
-            (tmp / MANIFEST).write_text(json.dumps({"archive": str(path), "skipped": skipped}))
+            try:
+                (tmp / MANIFEST).write_text(json.dumps({"archive": str(path), "skipped": skipped}))
+            except OSError as exc:
+                if no_space(exc):
+                    raise disk_full(cache, f"extracting {Path(path).name} into") from None
+                raise
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -198,6 +215,8 @@ def extract_zip(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    evict_oldest([p for p in cache.iterdir() if not p.name.startswith(".")],
+                 _limit(None, "ICBPL_ARCHIVES_MAX_BYTES", ARCHIVES_MAX_BYTES), keep=(final,))
     return final
 
 

@@ -101,6 +101,12 @@ def probe_image(path: str | os.PathLike) -> tuple[str, tuple[int, int]]:
     return mode, size
 
 
+def shown(path: str) -> str:
+    """A file name as text that can be written anywhere: bytes that are not UTF-8 (the name came
+    from another system's encoding) shown as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -128,7 +134,8 @@ class FileDataset(ImageDataset):
     """Images read lazily from files under `root` (`paths` relative to it, '/'-separated).
 
     A file that fails to decode when read (a truncated JPEG passes the cheap check) gives a
-    grey placeholder of its size and is added to `skipped`, so a long run never stops on it.
+    grey placeholder of its size, is added to `skipped` and listed by unreadable(), so a long
+    run never stops on it and training leaves it out.
     """
 
     def __init__(self, name: str, root: str | os.PathLike, paths: list[str], labels: np.ndarray | None,
@@ -149,9 +156,12 @@ class FileDataset(ImageDataset):
         except Exception as exc:  # noqa: BLE001 - never fatal, see class docstring
             if index not in self._failed:
                 self._failed.add(index)
-                self.skipped.append((self.paths[index], f"unreadable when loaded ({describe_error(exc)})"))
+                self.skipped.append((shown(self.paths[index]), f"unreadable when loaded ({describe_error(exc)})"))
             size = self.sizes[index] if self.sizes is not None else (64, 64)
             return Image.new(self.mode, size, 128 if self.mode == "L" else (128, 128, 128))
 
     def item_id(self, index: int) -> str:
-        return self.paths[index]
+        return shown(self.paths[index])
+
+    def unreadable(self) -> list[int]:
+        return sorted(self._failed)

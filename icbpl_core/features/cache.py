@@ -19,14 +19,14 @@ import json
 import os
 import shutil
 import tempfile
-import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import CacheError
-from ..store.files import cache_root
+from ..store.files import cache_root, disk_full, no_space, remove_stale
 
 FEATURES_VERSION = 1
 MANIFEST = "complete"
@@ -77,17 +77,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _clean_stale_temporaries(parent: Path, key: str, older_than_s: float = 3600.0) -> None:
-    """Temporary folders left by writers that were killed (never read; removed after an hour)."""
-    now = time.time()
-    for tmp in parent.glob(f".{key}.*"):
-        try:
-            if now - tmp.stat().st_mtime > older_than_s:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def _writable_folder(folder: Path, root: Path) -> None:
     """Create `folder` (under the cache `root`) or say which path is in the way, before a
     long extraction whose result could then not be kept."""
@@ -119,7 +108,7 @@ def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
         return cached
     _writable_folder(folder.parent, root)
     arrays = compute()
-    _clean_stale_temporaries(folder.parent, key)
+    remove_stale(folder.parent, f".{key}.*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
     try:
         manifest = {"key": key, "version": FEATURES_VERSION, "arrays": {}}
@@ -144,7 +133,11 @@ def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
                 os.replace(tmp, folder)
             except OSError:                          # another writer renamed theirs in meanwhile
                 shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if not no_space(exc):
+            raise
+        # The features are computed: train on them; only the cache entry is given up.
+        warnings.warn(f"{disk_full(folder, 'caching features in')}; this run goes on without caching them",
+                      stacklevel=2)
     return arrays

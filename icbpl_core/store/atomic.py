@@ -10,12 +10,16 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .files import disk_full, no_space
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, write: Callable[[object], None], mode: str = "wb") -> None:
+def _atomic(path: Path, write: Callable[[object], None], mode: str = "wb", keep_previous: Path | None = None) -> None:
+    """Write `path` through a temporary file; with `keep_previous`, the file it replaces is kept
+    under that name (so a reader always finds the new file, or at least the one before)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -25,9 +29,13 @@ def _atomic(path: Path, write: Callable[[object], None], mode: str = "wb") -> No
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous is not None and path.is_file():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if no_space(exc):
+            raise disk_full(path) from None
         raise
 
 
@@ -48,6 +56,6 @@ def save_npy(path: Path, array) -> None:
     _atomic(path, lambda f: np.save(f, array))
 
 
-def torch_save(path: Path, obj) -> None:
+def torch_save(path: Path, obj, keep_previous: Path | None = None) -> None:
     import torch
-    _atomic(path, lambda f: torch.save(obj, f))
+    _atomic(path, lambda f: torch.save(obj, f), keep_previous=keep_previous)

@@ -6,6 +6,8 @@
         status.json       state (running, finished, failed, cancelled), pid, times, error
         events.jsonl      one JSON object per line (events.py)
         checkpoint.pt     model, optimiser and trainer state after the last full epoch
+        checkpoint.prev.pt  the same after the epoch before (the fallback when the last is damaged)
+        .training.lock    held by the process training the run (one at a time)
         pedcc.npy         the K x d centroids
         latents.npy       N x d latents of the final model
         features.npy      N x D backbone features (float16), for neighbour views
@@ -20,6 +22,7 @@ import os
 import re
 import socket
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +31,7 @@ from .. import events as ev
 from ..errors import RunError
 from . import atomic
 from .clock import iso
+from .locks import Busy, file_lock
 from .process import alive_here
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ STATES = ("running", "finished", "failed", "cancelled", "interrupted")   # what 
 ACTIVE = ("starting", "running")        # "starting": a launched process has not written its status yet
 RESUMABLE = ("cancelled", "interrupted", "failed")
 JOB_NAME = "job.json"
+LOCK_NAME = ".training.lock"
 
 
 def default_runs_dir() -> Path:
@@ -109,6 +114,17 @@ class Run:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    @contextmanager
+    def training_lock(self):
+        """Held by the one process training this run (the command line's and the app's alike);
+        a second one is refused at once, before it writes anything."""
+        try:
+            with file_lock(self.file(LOCK_NAME), timeout=0):
+                yield
+        except Busy:
+            raise RunError(f"run {self.id} is being trained by another process (pid "
+                           f"{self.status().get('pid', '?')}); wait for it to end, or stop it first") from None
 
     def set_status(self, state: str, **fields) -> None:
         if state not in STATES:
@@ -183,7 +199,7 @@ class Run:
 def create_run(runs_dir: str | Path, config: dict) -> Run:
     """A new, uniquely named run folder holding config.json."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(runs_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{config.get('dataset', 'run')}-{config.get('backbone', '')}")
     base = f"{stamp}-{slug.strip('-')}-s{config.get('train', {}).get('seed', 0)}"
@@ -195,10 +211,25 @@ def create_run(runs_dir: str | Path, config: dict) -> Run:
         except FileExistsError:
             continue
     else:
-        raise RunError(f"could not create a run folder in {runs_dir}")
+        raise RunError(f"could not create a run folder in {runs_dir}", setting="runs_dir")
     run = Run(path)
     atomic.write_json(run.file("config.json"), config)
     return run
+
+
+def writable_folder(folder: Path) -> None:
+    """Create the runs folder if needed, or say in one line why runs cannot be written there."""
+    blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunError(f"the runs folder {folder} cannot be used: {blocker} is a file, not a folder",
+                       setting="runs_dir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"the runs folder {folder} cannot be created: {exc.strerror or exc}",
+                       setting="runs_dir") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunError(f"the runs folder {folder} is not writable", setting="runs_dir")
 
 
 def list_runs(runs_dir: str | Path) -> list[Run]:

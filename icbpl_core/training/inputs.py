@@ -12,7 +12,7 @@ import numpy as np
 from .. import params
 from ..backbones import create_backbone
 from ..datasets import get_entry
-from ..datasets.base import ArrayDataset, ImageDataset, channels_of
+from ..datasets.base import ArrayDataset, ImageDataset, IndexedSubset, channels_of
 from ..errors import ConfigError
 from ..features.cache import cache_key, cached_features, ids_digest
 from ..features.extract import extract, extract_dataset
@@ -40,6 +40,14 @@ class Inputs:
     def streamed(self) -> bool:
         return self.images is None
 
+    def without(self, unreadable: list[int]) -> "Inputs":
+        """These inputs less the images that failed to decode (their placeholders would be
+        clustered like any image)."""
+        keep = kept(len(self.dataset), unreadable)
+        images = None if self.images is None else self.images[keep]
+        return Inputs(IndexedSubset(self.dataset, keep), self.channels, self.side, images, self.shape,
+                      self.augment_name, self.augment)
+
     @classmethod
     def prepare(cls, dataset: ImageDataset, backbone, image_size: int | None, mode: str,
                 augment: str) -> "Inputs":
@@ -54,6 +62,13 @@ class Inputs:
         shape = list(images.shape[1:]) if images is not None else [side, side, channels]
         name, policy = get_augmentation(augment, channels, shape[0])
         return cls(dataset, channels, side, images, shape, name, policy)
+
+
+def kept(n: int, dropped: list[int]) -> np.ndarray:
+    """Indices 0..n-1 without `dropped`."""
+    keep = np.ones(n, dtype=bool)
+    keep[list(dropped)] = False
+    return np.flatnonzero(keep)
 
 
 def input_side(backbone, first_image, channels: int) -> int | None:
@@ -86,7 +101,9 @@ class Features:
     each pass cached on its own, so an interrupted extraction keeps the passes it finished.
 
     Copies are data, not training randomness: copy v is drawn with seed v whatever the run's
-    seed, so runs over seeds share one extraction (the cache key has no seed)."""
+    seed, so runs over seeds share one extraction (the cache key has no seed). Streamed images
+    are first decoded by pass 0: those that failed then (`dropped`) are left out of every pass.
+    """
 
     def __init__(self, spec, inputs: Inputs, backbone, progress: Callable[[str], Callable], cache_dir=None) -> None:
         self.spec, self.inputs, self.backbone = spec, inputs, backbone
@@ -97,6 +114,7 @@ class Features:
                        "weights": backbone.weights_id, "image_size": inputs.side,
                        "augment": inputs.augment_name, "precision": spec.precision}
         self.ids = ids_digest([dataset.item_id(i) for i in range(len(dataset))])
+        self.dropped: list[int] = []
 
     def key_parts(self, **resolved) -> dict:
         values = {**self.values, **resolved}
@@ -118,13 +136,23 @@ class Features:
 
     def backbone_pass(self, view: int) -> np.ndarray:
         what = "features" if view == 0 else f"view {view}/{self.spec.n_views}"
-        return self.of(self.backbone, self.inputs.side, self.key_parts(), view, what)
+        rows = self.of(self.backbone, self.inputs.side, self.key_parts(), view, what)
+        if view == 0 and self.inputs.streamed:
+            self.dropped = self.inputs.dataset.unreadable()
+        return self._kept(rows)
+
+    def _kept(self, rows: np.ndarray) -> np.ndarray:
+        return rows[kept(len(rows), self.dropped)] if self.dropped else rows
 
     def neighbour_rows(self) -> np.ndarray:
         """The rows the neighbours are mined in (cosine), by spec.neighbours_from."""
-        source, inputs = self.spec.neighbours_from, self.inputs
+        source = self.spec.neighbours_from
         if source == "backbone":
             return np.asarray(self.backbone_pass(0))
+        return self._kept(self._neighbour_rows(source))
+
+    def _neighbour_rows(self, source: str) -> np.ndarray:
+        inputs = self.inputs
         if source == "pixels":
             if inputs.streamed:
                 raise ConfigError("these images are streamed, not held in memory, so neighbours cannot be "

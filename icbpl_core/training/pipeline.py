@@ -19,7 +19,7 @@ from ..backbones import create_backbone
 from ..config import RunSpec
 from ..datasets import load_dataset
 from ..datasets.base import channels_of
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, RunError
 from ..method.model import Encoder, MultiHead
 from ..method.neighbours import cosine_topk
 from ..method.pedcc import make_pedcc
@@ -32,6 +32,7 @@ from .sources import FeatureSource, ImageSource
 from .trainer import StopRequested, Trainer
 
 PROGRESS_SECONDS = 1.0     # extraction progress events at most this often
+CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"   # the last two epochs
 
 
 class StopFlag:
@@ -53,6 +54,11 @@ def run(spec: RunSpec, run: Run, resume: bool = False,
         on_event: Callable[[dict], None] | None = None, cache_dir=None) -> dict:
     """Execute `spec` in `run`; returns metrics.json's content. The outcome is recorded in the
     run's status and events whatever happens (finished, failed with the reason, cancelled)."""
+    with run.training_lock():
+        return _run_locked(spec, run, resume, on_event, cache_dir)
+
+
+def _run_locked(spec: RunSpec, run: Run, resume: bool, on_event, cache_dir) -> dict:
     stop = StopFlag()
     stop.install()
 
@@ -88,22 +94,27 @@ def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_di
     backbone = create_backbone(spec.backbone, spec.pretrained, in_channels=channels_of(dataset.image(0)),
                                weights=spec.weights)
     inputs = Inputs.prepare(dataset, backbone, spec.image_size, spec.mode, spec.augment)
-    emit({"type": ev.DATA, "n_images": len(dataset), "shape": inputs.shape, "input_size": inputs.side,
+    if not inputs.streamed:            # every image is decoded now: leave out those that failed
+        inputs = _without_unreadable(inputs, inputs.dataset.unreadable(), emit)
+    emit({"type": ev.DATA, "n_images": len(inputs.dataset), "shape": inputs.shape, "input_size": inputs.side,
           "labels": dataset.has_labels, "backbone": spec.backbone, "backbone_info": _describe(backbone),
           "mode": spec.mode, "augment": inputs.augment_name, "streamed": inputs.streamed})
     features = Features(spec, inputs, backbone, _progress(emit, stop), cache_dir)
     model, source = _model_and_source(spec, backbone, inputs, features)
+    if features.dropped:               # streamed images are decoded by the first extraction pass
+        inputs = _without_unreadable(inputs, features.dropped, emit)
+    dataset = inputs.dataset
+    _check_size(len(dataset), cfg.n_clusters)
     centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
     neighbours = cosine_topk(features.neighbour_rows(), min(cfg.n_neighbours, len(dataset) - 1))[0]
     trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit)
-    checkpoint = run.file("checkpoint.pt")
     stored = spec.to_dict()
-    if resume and checkpoint.is_file():
-        _restore(trainer, checkpoint, stored)
-        emit({"type": ev.RESUMED, "epoch": trainer.epoch})
+    if resume:
+        _resume(trainer, run, stored, emit)
 
     def save_checkpoint(t: Trainer) -> None:
-        atomic.torch_save(checkpoint, {"spec": stored, "trainer": t.state_dict()})
+        atomic.torch_save(run.file(CHECKPOINT), {"spec": stored, "trainer": t.state_dict()},
+                          keep_previous=run.file(PREVIOUS_CHECKPOINT))
         run.set_status("running", epoch=t.epoch, epochs=cfg.epochs)
 
     trainer.fit(on_epoch_end=save_checkpoint, should_stop=lambda: stop.set)
@@ -115,14 +126,16 @@ def _open_dataset(spec: RunSpec, emit):
     if dataset.skipped:
         emit({"type": ev.SKIPPED, "count": len(dataset.skipped),
               "files": [f"{p}: {why}" for p, why in dataset.skipped[:50]]})
-    n, k = len(dataset), spec.train.n_clusters
+    _check_size(len(dataset), spec.train.n_clusters)
+    return dataset
+
+
+def _check_size(n: int, k: int) -> None:
     if n < 2:
-        raise DatasetError(f"dataset {spec.dataset!r} has {n} image(s); clustering needs at least 2",
-                           setting="data_root")
+        raise DatasetError(f"the dataset has {n} readable image(s); clustering needs at least 2", setting="data_root")
     if k > n:
         raise ConfigError(f"{k} clusters is more than the {n} images; choose {n} clusters or fewer",
                           setting="n_clusters")
-    return dataset
 
 
 def _describe(backbone) -> dict:
@@ -132,6 +145,15 @@ def _describe(backbone) -> dict:
     if report:
         info["load_report"] = {k: len(v) if isinstance(v, list) else v for k, v in report.items()}
     return info
+
+
+def _without_unreadable(inputs: Inputs, unreadable: list[int], emit) -> Inputs:
+    if not unreadable:
+        return inputs
+    dataset = inputs.dataset
+    emit({"type": ev.SKIPPED, "count": len(unreadable),
+          "files": [f"{dataset.item_id(i)}: unreadable when decoded, left out" for i in unreadable[:50]]})
+    return inputs.without(unreadable)
 
 
 def _progress(emit, stop: StopFlag) -> Callable[[str], Callable[[int, int], None]]:
@@ -169,9 +191,31 @@ def _model_and_source(spec: RunSpec, backbone, inputs: Inputs, features: Feature
     return model, ImageSource(inputs.images, backbone, inputs.augment, inputs.side)
 
 
-def _restore(trainer: Trainer, checkpoint, stored: dict) -> None:
-    """Load the last epoch's state, after checking it was saved by this very configuration."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+def _resume(trainer: Trainer, run: Run, stored: dict, emit) -> None:
+    """Continue from the last checkpoint, or from the one before when the last cannot be read;
+    a run that had trained epochs never restarts silently from the beginning."""
+    problems = []
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = run.file(name)
+        if not path.is_file():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated or damaged: try the one before
+            problems.append(f"{name} cannot be read ({type(exc).__name__})")
+            continue
+        _restore(trainer, state, stored)
+        emit({"type": ev.RESUMED, "epoch": trainer.epoch, **({"note": "; ".join(problems)} if problems else {})})
+        return
+    reached = int(run.status().get("epoch") or 0)
+    if problems or reached:
+        raise RunError(f"cannot resume run {run.id}: it had trained {reached} epoch(s) but "
+                       + ("; ".join(problems) if problems else "its checkpoints are gone")
+                       + "; start a new run with the same settings")
+
+
+def _restore(trainer: Trainer, state: dict, stored: dict) -> None:
+    """Load a checkpoint's state, after checking it was saved by this very configuration."""
     saved = RunSpec.from_dict(state.get("spec") or {}).to_dict()   # older checkpoints lack newer fields
     if saved != stored:
         changed = sorted(_diff(saved, stored))
