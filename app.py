@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from icbpl_app import access
 from pages import common   # Streamlit puts this script's folder on sys.path for its pages
 
 st.set_page_config(page_title="ICBPL Explorer", page_icon=":material/explore:", layout="wide")
+
+refused = access.address_refusal(st.get_option("server.address"))
+if refused:
+    st.error(refused, icon=":material/lock:")
+    st.stop()
+if access.token_required() and not common.signed_in():
+    st.stop()
 
 PAGES = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),

@@ -6,6 +6,8 @@ points are a separate, labelled marker trace whose customdata is negative.
 """
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -17,6 +19,12 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 COLOUR_BY = ("cluster", "true label", "confidence")
 LOSS_NAMES = {"total": "total", "mmd": "MMD to PEDCC", "aug": "augmentation consistency",
               "knn": "nearest neighbour", "cos": "min. cosine to PEDCC"}
+
+
+def safe_text(text: str) -> str:
+    """A user-named string (a class or file name) for a figure: Plotly renders tags in labels and
+    hover text, and reads %{...} in hover templates, so both are escaped."""
+    return html.escape(str(text)).replace("%", "&#37;")
 
 
 def colour(i: int) -> str:
@@ -47,7 +55,7 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
 
     def name_of(c: int) -> str:
         if class_names and 0 <= c < len(class_names) and class_names[c] != str(c):
-            return f"{c} {class_names[c]}"
+            return f"{c} {safe_text(class_names[c])}"
         return str(c)
 
     if colour_by == "confidence":
@@ -143,7 +151,8 @@ def metric_figure(tables: dict[str, object], height: int = 320) -> go.Figure:
 def confusion_figure(conf, height: int | None = None) -> go.Figure:
     counts = conf.counts
     fig = go.Figure(go.Heatmap(
-        z=counts, x=conf.col_labels, y=conf.row_labels, text=counts, texttemplate="%{text}",
+        z=counts, x=[safe_text(c) for c in conf.col_labels], y=[safe_text(r) for r in conf.row_labels],
+        text=counts, texttemplate="%{text}",
         colorscale="Blues", colorbar=dict(title="images"),
         hovertemplate="%{y}<br>class %{x}<br>%{z} images<extra></extra>"))
     fig.update_layout(height=height or max(320, 34 * len(conf.row_labels) + 120),

@@ -30,20 +30,28 @@ class GalleryError(RunError):
     """The run's images cannot be shown; the message says why."""
 
 
-def open_dataset(config: dict):
-    """The run's dataset, reopened exactly as training opened it (same items, same order)."""
+def open_run_dataset(config: dict, ids: list[str]):
+    """The run's images, reopened as training opened them, in the order of the run's ids (the
+    images that failed to decode during training are not among them)."""
     from icbpl_core.datasets import load_dataset
+    from icbpl_core.datasets.base import IndexedSubset
 
     train = config.get("train") or {}
-    return load_dataset(config.get("dataset", "digits"), config.get("data_root"), config.get("limit"),
-                        int(train.get("seed", 0)), download=False)
+    dataset = load_dataset(config.get("dataset", "digits"), config.get("data_root"), config.get("limit"),
+                           int(train.get("seed", 0)), download=False)
+    if len(dataset) == len(ids):
+        check_matches(dataset, ids)
+        return dataset
+    position = {str(dataset.item_id(i)): i for i in range(len(dataset))}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise GalleryError(f"the dataset no longer has {len(missing)} of the run's images (e.g. {missing[0]!r}): "
+                           "its files changed since training, so images cannot be shown")
+    return IndexedSubset(dataset, [position[i] for i in ids])
 
 
 def check_matches(dataset, ids: list[str]) -> None:
     """Raise GalleryError unless the reopened dataset still has the run's images in the run's order."""
-    if len(dataset) != len(ids):
-        raise GalleryError(f"the dataset now has {len(dataset)} images but the run clustered {len(ids)}; "
-                           "its files changed since training, so images cannot be shown")
     step = max(1, len(ids) // 2000)
     for i in range(0, len(ids), step):
         if str(dataset.item_id(i)) != str(ids[i]):
@@ -145,7 +153,7 @@ def atlas_layout() -> dict:
             "mime": ATLAS_FORMAT[1]}
 
 
-def hover_atlas(run: Run, dataset=None) -> list[bytes]:
+def hover_atlas(run: Run) -> list[bytes]:
     """WebP tiles of ATLAS_CELL-px thumbnails of every image of the run, in index order, 1,024
     a tile; cached in RUN/thumbs/ (rebuilt when the assignments change)."""
     folder = _atlas_dir(run)
@@ -161,9 +169,7 @@ def hover_atlas(run: Run, dataset=None) -> list[bytes]:
     n = len(table)
     if n > ATLAS_MAX_IMAGES:
         raise GalleryError(f"{n} images is too many for hover thumbnails")
-    if dataset is None:
-        dataset = open_dataset(run.config)
-    check_matches(dataset, table["id"].astype(str).tolist())
+    dataset = open_run_dataset(run.config, table["id"].astype(str).tolist())
     layout = atlas_layout()
     per_tile, cell, cols = layout["per_tile"], layout["cell"], layout["columns"]
     tiles, names = [], []

@@ -34,7 +34,7 @@ from icbpl_core.store import atomic
 from icbpl_core.store.clock import iso
 from icbpl_core.store.locks import Busy, file_lock
 from icbpl_core.store.process import on_other_host
-from icbpl_core.store.runs import ACTIVE, Run, create_run, list_runs, open_run
+from icbpl_core.store.runs import ACTIVE, Run, create_run, list_runs, open_run, writable_folder
 
 from .processes import spawn
 from .state import explain, message
@@ -96,6 +96,7 @@ def launch(runs_dir: str | Path, spec, request_id: str | None = None) -> Run:
     runs_dir = Path(runs_dir).absolute()
     try:
         spec = spec.resolved()
+        writable_folder(runs_dir)
     except IcbplError as exc:
         raise JobError(message(exc)) from exc
     config = spec.to_dict()

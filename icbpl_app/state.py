@@ -14,7 +14,7 @@ from icbpl_core.config import RunSpec, TrainConfig
 from icbpl_core.datasets import DATASETS, get_entry
 from icbpl_core.errors import IcbplError, ParamError
 from icbpl_core.store.files import CACHE_ENV
-from icbpl_core.store.runs import default_runs_dir
+from icbpl_core.store.runs import RUNS_DIR_ENV, default_runs_dir
 
 DEFAULT_DATASET = params.param("dataset").default
 PAGE = "Data & model"
@@ -117,6 +117,8 @@ def hint(setting: str | None) -> str:
         return f" Change “{p.label}” on {PAGE}."
     if setting == "cache_dir":
         return f" Remove or fix it, or restart the app with {CACHE_ENV} set to another folder."
+    if setting == "runs_dir":
+        return f" Restart the app with {RUNS_DIR_ENV} set to a writable folder."
     return ""
 
 

@@ -53,7 +53,8 @@ m[1].metric("Share of images", f"{view.size / max(1, len(table)):.1%}")
 m[2].metric("Mean confidence", f"{view.mean_confidence:.3f}")
 if view.purity is not None:
     majority = names[view.majority_class] if names else str(view.majority_class)
-    m[3].metric("Purity", f"{view.purity:.1%}", help=f"Share of its images in its majority class ({majority}).")
+    m[3].metric("Purity", f"{view.purity:.1%}",
+                help=f"Share of its images in its majority class ({common.plain_label(majority)}).")
 else:
     m[3].metric("Purity", "no labels")
 
@@ -81,7 +82,8 @@ with q2:
 
 row = table.set_index("index").loc[int(query)]
 st.markdown(f"Query: image **#{int(query)}** · cluster **{int(row['cluster'])}**"
-            + (f" · label **{names[int(row['label'])] if names else int(row['label'])}**" if has_labels else "")
+            + (f" · label **{common.plain_label(names[int(row['label'])] if names else str(int(row['label'])))}**"
+               if has_labels else "")
             + f" · confidence {row['confidence']:.3f}")
 common.html_gallery(run, [int(query)], table, names, size=96)
 

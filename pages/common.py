@@ -7,8 +7,8 @@ mtime in the cache key), so a rerun never recomputes it and a run that finishes 
 from __future__ import annotations
 
 import html
-import json
 import logging
+import re
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +63,25 @@ def serve_media(data: bytes, mime: str, name: str) -> str | None:
     if not runtime.exists():
         return None
     return runtime.get_instance().media_file_mgr.add(data, mime, name)
+
+
+def signed_in() -> bool:
+    """Whether this browser session gave the access token (the app was started with one); if not,
+    the form to give it."""
+    from icbpl_app import access
+
+    if st.session_state.get("signed_in"):
+        return True
+    st.title("ICBPL Explorer")
+    with st.form("sign_in"):
+        given = st.text_input("Access token", type="password",
+                              help="The person who started this app gave it a token (ICBPL_ACCESS_TOKEN).")
+        if st.form_submit_button("Open the app") and access.token_matches(given):
+            st.session_state["signed_in"] = True
+            st.rerun()
+        elif given:
+            st.error("That is not the token this app was started with.", icon=":material/lock:")
+    return False
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -247,55 +266,53 @@ def features(run: Run) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _dataset(config_json: str):
-    from icbpl_app.gallery import open_dataset
-    return open_dataset(json.loads(config_json))
+def _dataset(path: str, version: str):
+    from icbpl_app.gallery import open_run_dataset
+    run = open_run(path)
+    return open_run_dataset(run.config, run.assignments()["id"].astype(str).tolist())
 
 
 def run_dataset(run: Run):
-    """The run's dataset (reopened once per configuration), checked against its assignments."""
-    dataset = _dataset(json.dumps(run.config, sort_keys=True))
-    _check(str(run.path), stamp(run, "assignments.csv"), id(dataset))
-    return dataset
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _check(path: str, version: str, dataset_id: int) -> bool:
-    from icbpl_app.gallery import check_matches
-    run = open_run(path)
-    check_matches(_dataset(json.dumps(run.config, sort_keys=True)), run.assignments()["id"].astype(str).tolist())
-    return True
+    """The run's images, in the order of its assignments (reopened once per version of them)."""
+    return _dataset(str(run.path), stamp(run, "assignments.csv"))
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _thumb_uri(config_json: str, index: int, size: int) -> str:
+def _thumb_uri(path: str, version: str, index: int, size: int) -> str:
     from icbpl_app.gallery import data_uri
-    return data_uri(_dataset(config_json).thumbnail(int(index), size))
+    return data_uri(_dataset(path, version).thumbnail(int(index), size))
 
 
 def thumb_uri(run: Run, index: int, size: int = 64) -> str:
-    return _thumb_uri(json.dumps(run.config, sort_keys=True), int(index), size)
+    return _thumb_uri(str(run.path), stamp(run, "assignments.csv"), int(index), size)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _thumb_png(config_json: str, index: int, size: int) -> bytes:
+def _thumb_png(path: str, version: str, index: int, size: int) -> bytes:
     from icbpl_app.gallery import png_bytes
-    return png_bytes(_dataset(config_json).thumbnail(int(index), size))
+    return png_bytes(_dataset(path, version).thumbnail(int(index), size))
 
 
 def thumb_png(run: Run, index: int, size: int = 64) -> bytes:
-    return _thumb_png(json.dumps(run.config, sort_keys=True), int(index), size)
+    return _thumb_png(str(run.path), stamp(run, "assignments.csv"), int(index), size)
 
 
 # -- galleries -------------------------------------------------------------------------------------
 
 def caption_of(row, class_names: list[str] | None) -> str:
+    """Index, cluster and label of an image, as plain text (names come from the user's files)."""
     parts = [f"#{int(row['index'])}", f"c{int(row['cluster'])}"]
     if "label" in row and row["label"] == row["label"]:
         label = int(row["label"])
         name = class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
         parts.append(f"label {name}")
     return " · ".join(parts)
+
+
+def plain_label(text: str) -> str:
+    """Text shown as a widget label without Markdown (widget labels render it): every Markdown
+    character escaped."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$:])", r"\\\1", text)
 
 
 def html_gallery(run: Run, indices, table, class_names: list[str] | None = None, size: int = 64,
@@ -307,7 +324,7 @@ def html_gallery(run: Run, indices, table, class_names: list[str] | None = None,
     for i in indices:
         i = int(i)
         row = rows.loc[i]
-        caption = caption_of(row, class_names)
+        caption = html.escape(caption_of(row, class_names))
         if extra and i in extra:
             caption += f"<br>{html.escape(extra[i])}"
         cells.append(
@@ -345,7 +362,7 @@ def button_gallery(run: Run, indices, table, class_names: list[str] | None, key:
         for col, i in zip(cols, indices[start:start + columns]):
             with col:
                 st.image(thumb_png(run, i, size), width=size)
-                if st.button(caption_of(rows.loc[i], class_names), key=f"{key}-{i}",
+                if st.button(plain_label(caption_of(rows.loc[i], class_names)), key=f"{key}-{i}",
                              help="Show this image's nearest neighbours"):
                     clicked = i
     return clicked

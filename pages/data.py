@@ -3,17 +3,16 @@ options; preview the data; refuse choices that cannot work; start training. Ever
 a parameter of the table (icbpl_core/params.py), drawn through icbpl_app/form.py."""
 from __future__ import annotations
 
-import hashlib
+import uuid
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from icbpl_app import form, state
+from icbpl_app import form, state, uploads
 from icbpl_core.backbones import BACKBONES, backbone_names
 from icbpl_core.datasets import DATASETS, get_entry, load_dataset
 from icbpl_core.errors import DatasetError
-from icbpl_core.store import atomic
 from pages import common
 
 common.entry()
@@ -38,13 +37,9 @@ def open_preview(name: str, root: str | None, limit: int | None, seed: int):
     return _open_preview(name, root, limit, seed, version)
 
 
-def save_upload(upload) -> str:
-    data = upload.getvalue()
-    digest = hashlib.sha256(data).hexdigest()[:20]
-    path = state.uploads_dir() / f"{digest}.zip"
-    if not path.is_file():
-        atomic.write_bytes(path, data)
-    return str(path)
+def session_id() -> str:
+    """This browser session's id: its uploads and the folders it may open are its own."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
 
 
 def choose_images(draft: state.Draft) -> dict:
@@ -77,8 +72,11 @@ def choose_images(draft: state.Draft) -> dict:
                                        "and zip bombs are refused.")
         root = None
         if upload is not None:
-            root = save_upload(upload)
-            st.session_state["d_zip_name"] = upload.name
+            try:
+                root = str(uploads.save_upload(upload, session_id()))
+                st.session_state["d_zip_name"] = upload.name
+            except uploads.UploadError as exc:
+                st.error(f"{upload.name}: {exc}", icon=":material/error:")
         elif draft["dataset"] == name and draft["data_root"]:
             root = draft["data_root"]
             st.caption(f"Using the archive uploaded before: {st.session_state.get('d_zip_name', root)}")
@@ -92,6 +90,8 @@ def open_images(values: dict):
     if entry.needs_root and not values["data_root"]:
         return None, ("Upload a zip archive of images." if entry.own_data == "archive" else
                       "Choose a folder of images or upload a zip archive.")
+    if values["data_root"] and uploads.refusal(values["data_root"], session_id()):
+        return None, uploads.refusal(values["data_root"], session_id())
     try:
         return open_preview(values["dataset"], values["data_root"], values["limit"], values["seed"]), None
     except DatasetError as exc:
@@ -190,10 +190,11 @@ with left:
     dataset, open_error = open_images(values)
     n_images = len(dataset) if dataset is not None else None
     values["download"] = False
+    refused = bool(values["data_root"]) and uploads.refusal(values["data_root"], session_id()) is not None
     if open_error:
         st.warning(open_error, icon=":material/warning:")
         entry = get_entry(values["dataset"])
-        if not entry.own_data and not entry.needs_root:
+        if not entry.own_data and not entry.needs_root and not refused:
             values["download"] = common.param_input("download", draft["download"],
                                                     help="The training job downloads the missing files "
                                                          "(needs internet).")
@@ -210,7 +211,7 @@ st.session_state["draft"] = draft.to_dict()
 
 problems = state.problems(draft, n_images)
 if open_error and not values["download"]:
-    problems = [open_error] + problems
+    problems = ["The images cannot be opened: see “1 · Images” above."] + problems
 st.divider()
 if problems:
     for problem in problems:

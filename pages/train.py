@@ -20,7 +20,7 @@ st.title("Train")
 # -- a new run ---------------------------------------------------------------------------------------
 draft = state.Draft(st.session_state.get("draft"))
 with st.container(border=True):
-    where = f" from `{draft['data_root']}`" if draft["data_root"] else ""
+    where = f" from {common.plain_label(draft['data_root'])}" if draft["data_root"] else ""
     st.markdown(f"**New run:** {draft['dataset']}{where}"
                 + (f", first {draft['limit']:,} images" if draft["limit"] else "")
                 + f" · backbone {draft['backbone'] or 'default'} · K = {draft['n_clusters']} · {draft['epochs']} epochs"
