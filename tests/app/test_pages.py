@@ -349,6 +349,7 @@ def test_data_page_widgets_drive_the_draft(tmp_path, monkeypatch):
 
 def test_data_page_refuses_bad_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ICBPL_DATA_ROOTS", str(tmp_path))
     at = make_app()
     at.number_input(key="d_limit").set_value(5).run()
     at.number_input(key="d_n_clusters").set_value(8).run()
@@ -367,6 +368,7 @@ def test_data_page_refuses_bad_choices(tmp_path, monkeypatch):
 
 def test_data_page_folder_and_zip(tmp_path, monkeypatch):
     monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ICBPL_DATA_ROOTS", str(tmp_path))
     folder = tmp_path / "pngs"
     write_digit_pngs(folder, 40, classes=True)
     (folder / "class_0" / "notes.txt").write_text("not an image")
