@@ -48,6 +48,8 @@ def summarize(events: list[dict], state: str, epochs: int | None = None, now: fl
     starts = [i for i, e in enumerate(events) if e.get("type") == ev.START]
     current = events[starts[-1]:] if starts else events    # this attempt
     _read_history(p, events)
+    # files skipped when this attempt opened the data, and images that failed to decode
+    p.skipped = sum(int(e.get("count") or 0) for e in current if e.get("type") == ev.SKIPPED)
     _read_elapsed(p, current, state, time.time() if now is None else now)
     step_frac = _read_phase(p, current, state)
     _read_fraction(p, current, state, step_frac)
@@ -55,7 +57,7 @@ def summarize(events: list[dict], state: str, epochs: int | None = None, now: fl
 
 
 def _read_history(p: Progress, events: list[dict]) -> None:
-    """History over all attempts (a repeated epoch replaces the old one), labels, skipped files."""
+    """History over all attempts (a repeated epoch replaces the old one), and labels."""
     by_epoch: dict[int, dict] = {}
     for e in events:
         if e.get("type") == ev.EPOCH:
@@ -63,8 +65,6 @@ def _read_history(p: Progress, events: list[dict]) -> None:
         elif e.get("type") == ev.DATA:
             p.has_labels = bool(e.get("labels"))
             p.n_images = e.get("n_images")
-        elif e.get("type") == ev.SKIPPED:
-            p.skipped = int(e.get("count") or 0)
     p.history = [by_epoch[k] for k in sorted(by_epoch)]
     if p.history:
         p.epoch = int(p.history[-1]["epoch"])

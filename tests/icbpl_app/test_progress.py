@@ -31,3 +31,12 @@ def test_progress_from_events():
     restarting = summarize(resumed[:4], "starting", 4, now=t0 + 60)      # resume launched, no event yet
     assert restarting.phase == "starting" and restarting.elapsed is None and restarting.epoch == 1
     assert format_seconds(None) == "—" and format_seconds(65) == "1m 05s" and format_seconds(3700) == "1h 01m"
+
+
+def test_skipped_files_of_this_attempt_add_up():
+    events = [{"type": "start", "time": 0}, {"type": "skipped", "time": 1, "count": 2, "files": []},
+              {"type": "skipped", "time": 2, "count": 1, "files": []},          # failed to decode later
+              {"type": "cancelled", "time": 3}, {"type": "start", "time": 4},
+              {"type": "skipped", "time": 5, "count": 2, "files": []}, {"type": "skipped", "time": 6, "count": 1,
+                                                                        "files": []}]
+    assert summarize(events, "running").skipped == 3
