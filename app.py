@@ -13,13 +13,6 @@ from pages import common   # Streamlit puts this script's folder on sys.path for
 
 st.set_page_config(page_title="ICBPL Explorer", page_icon=":material/explore:", layout="wide")
 
-refused = access.address_refusal(st.get_option("server.address"))
-if refused:
-    st.error(refused, icon=":material/lock:")
-    st.stop()
-if access.token_required() and not common.signed_in():
-    st.stop()
-
 PAGES = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
@@ -29,7 +22,16 @@ PAGES = [
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 
-page = st.navigation(PAGES)
+refused = access.address_refusal(st.get_option("server.address"))
+locked = access.token_required() and not st.session_state.get("signed_in")
+# Navigation is declared even when nothing may be shown, hidden: otherwise Streamlit would list
+# the pages/ folder's files on its own.
+page = st.navigation(PAGES, position="hidden" if refused or locked else "sidebar")
+if refused:
+    st.error(refused, icon=":material/lock:")
+    st.stop()
+if locked and not common.signed_in():
+    st.stop()
 with st.sidebar:
     st.markdown("## :material/explore: ICBPL Explorer")
     st.caption("Deep image clustering on evenly spread class centroids (PEDCC).")
