@@ -32,8 +32,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# One process per core, each with one thread (the suite is mostly many small processes).
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
 clean-runs:
 	rm -rf $(RUNS_DIR)
