@@ -57,5 +57,11 @@ def save_npy(path: Path, array) -> None:
 
 
 def torch_save(path: Path, obj, keep_previous: Path | None = None) -> None:
+    """torch.save through memory: written to a file directly, a full disk shows up as torch's
+    zip-writer error ("unexpected pos ..."), not as the OSError that names it."""
+    import io
+
     import torch
-    _atomic(path, lambda f: torch.save(obj, f), keep_previous=keep_previous)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic(path, lambda f: f.write(buffer.getbuffer()), keep_previous=keep_previous)

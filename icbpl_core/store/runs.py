@@ -31,6 +31,7 @@ from .. import events as ev
 from ..errors import RunError
 from . import atomic
 from .clock import iso
+from .files import disk_full, no_space
 from .locks import Busy, file_lock
 from .process import alive_here
 
@@ -141,8 +142,13 @@ class Run:
         if event.get("type") not in ev.TYPES:
             raise ValueError(f"unknown event type {event.get('type')!r}")
         line = json.dumps({"time": time.time(), **event}, allow_nan=True)
-        with open(self.file("events.jsonl"), "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        try:
+            with open(self.file("events.jsonl"), "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            if no_space(exc):
+                raise disk_full(self.file("events.jsonl")) from None
+            raise
 
     def events(self) -> list[dict]:
         """All complete events (a line being written at this moment is left out)."""

@@ -50,3 +50,31 @@ def test_what_a_killed_extraction_left_is_removed(tmp_path):
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     folder_mod.extract_zip(archive, cache)
     assert not stale.exists()
+
+
+def test_a_full_disk_is_named_wherever_a_run_writes(tmp_path, monkeypatch):
+    """Checkpoints go through memory first: torch's own writer would report a full disk as
+    "unexpected pos ..."; here every atomic write says "disk full" and names its file."""
+    from icbpl_core.store import atomic
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    for write, name in ((lambda p: atomic.torch_save(p, {"w": 1}), "checkpoint.pt"),
+                        (lambda p: atomic.write_json(p, {"a": 1}), "status.json")):
+        with pytest.raises(DiskFull, match=f"disk full while writing {tmp_path / name}"):
+            write(tmp_path / name)
+        assert not list(tmp_path.iterdir())                     # no temporary left behind
