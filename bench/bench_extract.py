@@ -2,10 +2,15 @@
 bare forward pass on the same batches prepared beforehand, measured in one run.
 
     python bench/bench_extract.py [--n 5000] [--size 96] [--backbone mobilenet_v2] [--repeats 3]
-                                  [--precision auto|fp32|bf16]
+                                  [--precision auto|fp32|bf16] [--device cpu|cuda|cuda:N|mps]
+                                  [--data-root DIR] [--random-weights]
 
 Images: the first N Fashion-MNIST test+train images (28x28 grey) when the files are
-found (Debian package dataset-fashion-mnist, or ./data), else random ones of that size.
+found (--data-root, the Debian package dataset-fashion-mnist, or ./data), else random ones of
+that size. --device runs the backbone there (the preparation stays on the CPU, as in training's
+extraction); on a GPU, --precision auto means bf16 where the GPU has it. --random-weights
+builds the backbone without its pretrained weights (same speed; for backbones whose weights
+are not on the machine).
 Rows (median and best over repeats, interleaved so that drift in machine load hits all alike):
   bare forward      backbone(x) over batches prepared beforehand (the ceiling), channels-last
                     and in the same precision as the extract rows; the first --keep of them
@@ -26,18 +31,23 @@ import time
 
 import numpy as np
 import torch
+from machine import machine_line  # a sibling script
 
-from icbpl_core.method.augment import get_augmentation
-from machine import machine_line   # a sibling script
 from icbpl_core.backbones import create_backbone
 from icbpl_core.datasets.base import ArrayDataset
-from icbpl_core.features.extract import PRECISIONS, extract, extract_dataset, resolve_precision
+from icbpl_core.features.extract import (
+    PRECISIONS,
+    extract,
+    extract_dataset,
+    resolve_precision,
+)
+from icbpl_core.method.augment import get_augmentation
 
 
-def load_images(n: int) -> tuple[np.ndarray, str]:
+def load_images(n: int, root: str | None = None) -> tuple[np.ndarray, str]:
     try:
         from icbpl_core.datasets.mnist import load_fashion_mnist
-        data = load_fashion_mnist()
+        data = load_fashion_mnist(root)
         return np.ascontiguousarray(data.images[:n]), "Fashion-MNIST"
     except Exception:  # noqa: BLE001 - no data files: random images of the same shape
         rng = np.random.default_rng(0)
@@ -58,33 +68,49 @@ def main() -> None:
                              "holding all 5000 prepared images, 550 MB at 96 px, slowed the bare pass here)")
     parser.add_argument("--rows", default="bare,extract,augment,serial,dataset",
                         help="comma-separated subset of: bare, extract, augment, serial, dataset")
+    parser.add_argument("--device", default="cpu", help="where the backbone runs: cpu, cuda, cuda:N or mps")
+    parser.add_argument("--data-root", default=None, help="folder holding the Fashion-MNIST idx files")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="the backbone without its pretrained weights (speed only)")
     args = parser.parse_args()
     rows = args.rows.split(",")
-    precision = resolve_precision(args.precision)
+    device = torch.device(args.device)
+    if device.type != "cpu" and args.precision == "auto":
+        precision = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp32"
+    else:
+        precision = resolve_precision(args.precision)
 
-    images, source = load_images(args.n)
+    def sync() -> None:   # GPU work is queued: a timing ends when it has run
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    images, source = load_images(args.n, args.data_root)
     n = len(images)
-    backbone = create_backbone(args.backbone)
-    backbone.eval().to(memory_format=torch.channels_last)
+    backbone = create_backbone(args.backbone, pretrained=not args.random_weights)
+    backbone.eval().to(device=device, memory_format=torch.channels_last)
     aug_name, augment = get_augmentation("auto", images.shape[-1], images.shape[1])
     print(f"$ python bench/bench_extract.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {machine_line()}")
     print(f"{args.backbone} at {args.size}px, {n} {source} images, batch {args.batch_size}, "
           f"{args.repeats} repeats, {precision}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
 
     starts = list(range(0, n, args.batch_size))
     kept = starts[:args.keep] if args.keep else starts
     with torch.inference_mode():
         prepared = {s: backbone.prepare(torch.from_numpy(images[s:s + args.batch_size]).permute(0, 3, 1, 2)
                                         .float().div_(255.0), args.size).contiguous(memory_format=torch.channels_last)
-                    for s in kept}
+                    .to(device) for s in kept}
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     with torch.inference_mode(), autocast():
         backbone(prepared[0][:8])                            # warm-up (allocator, kernels)
+        if device.type != "cpu":                             # and the full batch's kernels
+            backbone(prepared[0])
+    sync()
 
     def bare() -> None:
         # Batches of the same sizes as extract's; the first `keep` prepared ones are reused in turn.
@@ -114,6 +140,7 @@ def main() -> None:
         for row in rows:
             started, cpu_started = time.perf_counter(), time.process_time()
             runs[row][1]()
+            sync()
             times[row].append(time.perf_counter() - started)
             cpu[row].append(time.process_time() - cpu_started)
 
