@@ -20,6 +20,7 @@ from .store.files import CACHE_ENV
 from .store.runs import RUNS_DIR_ENV
 
 PROG = "icbpl"
+GPUS = params.param("gpus")
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
 GROUPS = {"data": "data", "model": "model",
           "training": "training (defaults: the table's, then the dataset's recipe)"}
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument(GPUS.flag, dest="gpus", type=_parse_as(GPUS), default=None, metavar="N", help=_help(GPUS))
     resume.add_argument("--cache-dir", metavar="DIR", help=cache_help)
     resume.add_argument("--quiet", action="store_true")
 
@@ -108,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "gpus", None) and args.gpus > 1:
+        from .training.launch import under_torchrun, with_torchrun
+        if not under_torchrun():
+            return with_torchrun(args.gpus, sys.argv[1:] if argv is None else argv)
     try:
         return {"train": _train, "resume": _resume, "export": _export, "runs": _runs}[args.command](args)
     except KeyboardInterrupt:
@@ -119,7 +125,11 @@ def spec_from_args(args):
     """The RunSpec the options ask for: given values over the table's and the dataset's defaults."""
     from .config import RunSpec, TrainConfig
 
+    from .recipes import recipe_values
+
     given = {p.name: getattr(args, p.name) for p in params.on("cli")}
+    preset = recipe_values(given.get("recipe") or params.param("recipe").default)
+    given = {**preset, **{k: v for k, v in given.items() if v is not None}}
     spec = {p.name: given[p.name] for p in params.at_level("spec") if given.get(p.name) is not None}
     train = {p.name: given[p.name] for p in params.at_level("train") if p.name in given}
     return RunSpec(**spec, train=TrainConfig.for_dataset(spec.get("dataset", params.param("dataset").default),
@@ -133,37 +143,63 @@ def _runs_dir(args):
 
 def _train(args) -> int:
     from .errors import IcbplError
-    from .store.runs import create_run
+    from .store.runs import create_run, open_run
+    from .training import launch
 
     try:
-        spec = spec_from_args(args).resolved()
-        run = create_run(_runs_dir(args), spec.to_dict())
+        world = launch.join(args.device or "auto")
     except IcbplError as exc:
         return _fail(hint(exc), EXIT_USAGE)
-    return _execute(spec, run, resume=False, args=args)
+    verdict = None
+    try:
+        spec = spec_from_args(args).resolved()
+        if world.main:     # rank 0 creates the run folder and tells the other processes where it is
+            verdict = str(create_run(_runs_dir(args), spec.to_dict()).path)
+    except IcbplError as exc:
+        verdict = launch.refused(hint(exc))
+    verdict = launch.share(verdict, world)
+    if launch.is_refusal(verdict):
+        return _fail(launch.reason(verdict), EXIT_USAGE) if world.main else EXIT_USAGE
+    return _execute(spec, open_run(verdict), resume=False, args=args, world=world)
 
 
 def _resume(args) -> int:
     from .config import RunSpec
-    from .errors import RunError
+    from .errors import IcbplError
     from .store.runs import open_run
+    from .training import launch
 
     try:
         run = open_run(args.run_dir)
-    except RunError as exc:
+        spec = RunSpec.from_dict(run.config)
+        world = launch.join(spec.train.device)
+    except IcbplError as exc:
         return _fail(str(exc), EXIT_FAILED)
-    status = run.status()
-    if status["state"] == "running":
-        return _fail(f"run {run.id} is still running (pid {status.get('pid')})", EXIT_FAILED)
-    if status["state"] == "finished":
-        return _fail(f"run {run.id} has already finished", EXIT_FAILED)
-    return _execute(RunSpec.from_dict(run.config), run, resume=True, args=args)
+    verdict = None
+    if world.main:     # checked once, before any process starts: the others would see rank 0 running
+        status = run.status()
+        if status["state"] == "running":
+            verdict = launch.refused(f"run {run.id} is still running (pid {status.get('pid')})")
+        elif status["state"] == "finished":
+            verdict = launch.refused(f"run {run.id} has already finished")
+    verdict = launch.share(verdict, world)
+    if launch.is_refusal(verdict):
+        return _fail(launch.reason(verdict), EXIT_FAILED) if world.main else EXIT_FAILED
+    return _execute(spec, run, resume=True, args=args, world=world)
 
 
-def _execute(spec, run, resume: bool, args) -> int:
+def _execute(spec, run, resume: bool, args, world=None) -> int:
     from .training import pipeline
     from .training.trainer import StopRequested
 
+    if world is not None and not world.main:     # the other processes of a torchrun: silent
+        try:
+            pipeline.run(spec, run, resume=resume, cache_dir=args.cache_dir)
+        except StopRequested:
+            return EXIT_STOPPED
+        except Exception:  # noqa: BLE001 - rank 0 records and reports the failure
+            return EXIT_FAILED
+        return 0
     print(f"run folder: {run.path}", file=sys.stderr)
     try:
         metrics = pipeline.run(spec, run, resume=resume, on_event=None if args.quiet else _print_event,
@@ -243,6 +279,8 @@ def command_line(config: dict, runs_dir: str | None = None, threads: int | None 
     spec = RunSpec.from_dict(config)
     args = [PROG, "train"]
     for p in params.on("cli"):
+        if p.level == "launch" or p.name == "recipe":   # how it was started; the recipe's values are all there
+            continue
         value = getattr(spec.train if p.level == "train" else spec, p.name)
         if p.type is bool:
             args += [p.flag] if value != p.default else []

@@ -76,7 +76,9 @@ class RunSpec(make_dataclass("SpecFields", _fields("spec") + [
                               + ("is set to random weights" if not spec.pretrained else "has no pretrained weights")
                               + "; train on the images (mode finetune) or choose another backbone", setting="mode")
         from .features.extract import resolve_precision
+        from .training.device import resolve_device
         spec.precision = resolve_precision(spec.precision)
+        resolve_device(spec.train.device)      # a device this machine lacks is refused now, not at the start
         if spec.image_size is None and pretrained:
             spec.image_size = entry.image_size
         spec.neighbours_from = _neighbour_source(spec.neighbours_from, entry.scratch_neighbours, pretrained)

@@ -19,8 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 from . import events, params
 from .config import TrainConfig
 from .method.model import MultiHead
-from .method.neighbours import cosine_topk
+from .method.knn import nearest_neighbours
 from .method.pedcc import make_pedcc
+from .training.device import placement
 from .training.sources import FeatureSource
 from .training.trainer import Trainer
 
@@ -82,16 +83,19 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
             _check_features(views.reshape(-1, X.shape[1]))
         torch.manual_seed(self.random_state)
         self.centroids_ = make_pedcc(config.n_clusters, config.latent_dim, self.random_state)
-        self.neighbours_ = cosine_topk(X, min(config.n_neighbours, X.shape[0] - 1))[0]
+        place = placement(config.device)
+        self.neighbours_ = nearest_neighbours(X, min(config.n_neighbours, X.shape[0] - 1), config.knn_backend,
+                                              place.device)[0]
         heads = MultiHead(X.shape[1], config.hidden_dim, config.latent_dim, config.n_heads)
         heads.set_input_stats(torch.from_numpy(X))
         source = FeatureSource(X, views, noise=self.view_noise)
         labels = None if y is None else np.asarray(y)
         report = (lambda e: e["type"] == events.EPOCH and print(events.line(e))) if self.verbose else None
-        trainer = Trainer(heads, source, self.centroids_, self.neighbours_, config, labels=labels, on_event=report)
+        trainer = Trainer(heads, source, self.centroids_, self.neighbours_, config, labels=labels, on_event=report,
+                          place=place)
         trainer.fit()
         self.best_head_ = trainer.best_head
-        self.head_ = heads.heads[trainer.best_head].eval()
+        self.head_ = heads.heads[trainer.best_head].cpu().eval()     # predicts on the CPU; pickles anywhere
         self.history_ = trainer.history
         self.n_features_in_ = X.shape[1]
         self.latents_ = self.transform(X)

@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 from .errors import ParamError
 
 MODES = ("head", "finetune")       # what a parameter can apply to (the mode parameter's concrete values)
-SURFACES_BY_LEVEL = {"spec": ("cli", "form"), "train": ("cli", "estimator", "form"), "estimator": ("estimator",)}
+SURFACES_BY_LEVEL = {"spec": ("cli", "form"), "train": ("cli", "estimator", "form"), "estimator": ("estimator",),
+                     "launch": ("cli", "form")}
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Param:
     type: type                          # int, float, str or bool
     default: Any
     help: str
-    level: str                          # "spec": a RunSpec field; "train": a TrainConfig field; "estimator": ICBPL's own
+    level: str                          # "spec": a RunSpec field; "train": a TrainConfig field; "estimator": ICBPL's
+                                        # own; "launch": how the run is started (processes), not part of it
     label: str = ""                     # the app's field label (default: the name)
     group: str = "training"             # data, model or training: CLI option group and form section
     low: float | None = None            # inclusive bounds of a number
@@ -49,6 +51,7 @@ class Param:
     advanced: bool = True               # in the form's "Advanced" section
     step: float | None = None           # the form's step
     metavar: str | None = None          # the command line's placeholder (default: by type)
+    runs_anywhere: bool = False         # where or how it runs, not what it computes: a run resumes with another
 
     @property
     def flag(self) -> str:
@@ -116,6 +119,11 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def _recipes() -> dict:
+    from .recipes import RECIPES
+    return RECIPES
+
+
 def _dataset_names() -> list[str]:
     from .datasets import dataset_names
     return dataset_names()
@@ -143,6 +151,9 @@ PARAMS: tuple[Param, ...] = (
           label="Download it when training starts", group="data", advanced=False),
     Param("limit", int, None, "a seeded, class-balanced subset of at most this many images", "spec",
           label="Use at most this many images", group="data", low=1, optional=True, advanced=False, step=100),
+    Param("recipe", str, "dataset", "a named preset of several settings, under the ones given: dataset (its "
+          "measured recipe) or paper (self-supervised ResNet-50, layer3+layer4 fine-tuned at 224 px, batch 512)",
+          "spec", label="Recipe", group="data", choices=lambda: list(_recipes()), surfaces=("cli",)),
     # -- model -------------------------------------------------------------------------------------
     Param("backbone", str, None, "the feature extractor (default: the dataset's)", "spec", label="Backbone",
           group="model", choices=_backbone_names, open_prefix="timm:", optional=True, cache_key="backbone",
@@ -203,8 +214,21 @@ PARAMS: tuple[Param, ...] = (
     Param("select_head_after", int, 10, "with several independent heads (head mode), only the lowest-loss one "
           "trains on after this many epochs (0: never)", "train", label="Keep the best head after epoch",
           low=0, high=5000, modes=("head",)),
+    Param("device", str, "auto", "where every stage runs: cpu, cuda, cuda:N or mps; auto: CUDA, then MPS, then "
+          "the CPU (a run resumes on any device)", "train", label="Device", group="training",
+          choices=("auto", "cpu", "cuda", "mps"), open_prefix="cuda:", runs_anywhere=True),
+    Param("knn_backend", str, "auto", "nearest-neighbour search: exact (blocked matrix products), faiss (faiss "
+          "index, approximate above a million points); auto: faiss when installed and the set is large",
+          "train", label="Neighbour search", choices=("auto", "exact", "faiss"), runs_anywhere=True),
     Param("seed", int, 0, "fixes the subset, the PEDCC points and the training randomness", "train",
           label="Seed", low=0, high=MAX_SEED, estimator_name="random_state", advanced=False),
+    # -- how the run is started ---------------------------------------------------------------------
+    Param("num_workers", int, None, "DataLoader worker processes feeding image training (default: none on the CPU, up to 8 per GPU "
+          "process; 0: in the training process)", "spec", label="Data loader workers", group="training",
+          low=0, high=64, optional=True, runs_anywhere=True),
+    Param("gpus", int, 1, "processes to train with, one per GPU (or per CPU process with gloo): above 1 the "
+          "run is launched under torchrun on this machine", "launch", label="GPUs (processes)",
+          group="training", low=1, high=64),
     # -- the estimator's own -----------------------------------------------------------------------
     Param("view_noise", float, 0.1, "without `views`, the augmented view is the feature plus Gaussian noise of "
           "this many standard deviations", "estimator", low=0.0, high=10.0, modes=("head",)),

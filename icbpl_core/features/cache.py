@@ -98,6 +98,11 @@ def _writable_folder(folder: Path, root: Path) -> None:
     raise CacheError(f"the feature cache cannot be used: {problem} (cache folder {root})")
 
 
+def read_cached(key: str, cache_dir: Path | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays of a finished entry, memory-mapped; None when there is none."""
+    return _read_entry(Path(cache_dir or cache_root()) / "features" / key, key)
+
+
 def cached_features(key: str, compute: Callable[[], dict[str, np.ndarray]],
                     cache_dir: Path | None = None) -> dict[str, np.ndarray]:
     """Arrays stored under `key`, computed and written atomically on a miss."""

@@ -1,6 +1,9 @@
 """Batched, seeded image augmentations on float tensors (B, C, H, W) in [0, 1].
 
-Everything draws from an explicit torch.Generator, so a run is reproducible from its seed.
+Everything draws from an explicit torch.Generator, so a run is reproducible from its seed. The
+generator is a CPU one whatever the images' device: the few random numbers per image are drawn
+on the CPU and moved to the images (a GPU warps the batch), so the draws, and a run's result,
+do not depend on where it runs.
 
 * "grey"   for small grey images: rotation +-15 deg, shift +-10 %, scale 0.9-1.1, shear +-10 deg.
 * "simclr" SimCLR style: RandomResizedCrop(scale 0.2-1), horizontal flip, colour jitter
@@ -23,6 +26,7 @@ def _uniform(g: torch.Generator, n: int, low: float, high: float) -> torch.Tenso
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    theta = theta.to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -58,20 +62,23 @@ def simclr(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
     x = _warp(x, theta)
     if x.shape[1] == 3:
-        jitter = (torch.rand(n, generator=g) < 0.8).view(n, 1, 1, 1)
+        jitter = (torch.rand(n, generator=g) < 0.8).view(n, 1, 1, 1).to(x.device)
         x = torch.where(jitter, colour_jitter(x, g), x)
-        grey = (torch.rand(n, generator=g) < 0.2).view(n, 1, 1, 1)
+        grey = (torch.rand(n, generator=g) < 0.2).view(n, 1, 1, 1).to(x.device)
         x = torch.where(grey, _luma(x).expand_as(x), x)
     return x.clamp(0, 1)
 
 
 def colour_jitter(x: torch.Tensor, g: torch.Generator, strength: float = 0.4, hue: float = 0.1) -> torch.Tensor:
     n = x.shape[0]
-    x = x * _uniform(g, n, 1 - strength, 1 + strength).view(n, 1, 1, 1)               # brightness
+
+    def factor() -> torch.Tensor:
+        return _uniform(g, n, 1 - strength, 1 + strength).view(n, 1, 1, 1).to(x.device)
+    x = x * factor()                                            # brightness
     mean = _luma(x).mean(dim=(2, 3), keepdim=True)
-    x = (x - mean) * _uniform(g, n, 1 - strength, 1 + strength).view(n, 1, 1, 1) + mean  # contrast
+    x = (x - mean) * factor() + mean                            # contrast
     grey = _luma(x)
-    x = (x - grey) * _uniform(g, n, 1 - strength, 1 + strength).view(n, 1, 1, 1) + grey  # saturation
+    x = (x - grey) * factor() + grey                            # saturation
     return _rotate_hue(x.clamp(0, 1), 2 * math.pi * _uniform(g, n, -hue, hue))
 
 
@@ -88,7 +95,7 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     rot = torch.zeros(len(angle), 3, 3)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-    matrix = torch.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ          # (B, 3, 3)
+    matrix = (torch.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ).to(x.device, x.dtype)   # (B, 3, 3)
     return torch.einsum("bij,bjhw->bihw", matrix, x)
 
 

@@ -81,8 +81,11 @@ def icbpl_loss(
     z_neighbour: torch.Tensor,
     centroids: torch.Tensor,
     weights: LossWeights,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted total and the value of each term (terms with weight 0 are skipped)."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total and the value of each term, detached (terms with weight 0 are skipped).
+
+    The values stay tensors, so a training loop on a GPU reads them when it reports, not
+    at every step (reading a GPU value waits for the GPU to finish)."""
     terms = {
         "mmd": (weights.mmd, lambda: mmd_loss(z, centroids)),
         "aug": (weights.aug, lambda: augmentation_loss(z, z_view)),
@@ -90,12 +93,12 @@ def icbpl_loss(
         "cos": (weights.cos, lambda: min_cosine_loss(z, centroids)),
     }
     total = z.new_zeros(())
-    parts: dict[str, float] = {}
+    parts: dict[str, torch.Tensor] = {}
     for name, (weight, term) in terms.items():
         if weight == 0:
             continue
         value = term()
         total = total + weight * value
-        parts[name] = float(value.detach())
-    parts["total"] = float(total.detach())
+        parts[name] = value.detach()
+    parts["total"] = total.detach()
     return total, parts

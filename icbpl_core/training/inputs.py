@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .. import params
 from ..backbones import create_backbone
 from ..datasets import get_entry
 from ..datasets.base import ArrayDataset, ImageDataset, IndexedSubset, channels_of
 from ..errors import ConfigError
-from ..features.cache import cache_key, cached_features, ids_digest
+from ..errors import CacheError
+from ..features.cache import cache_key, cached_features, ids_digest, read_cached
 from ..features.extract import extract, extract_dataset
 from ..method.augment import Augment, get_augmentation
+from . import distributed
+from .distributed import SINGLE, World
 
 SMALL_GREY_SIDE = 32     # grey images this small (MNIST-like) ...
 SMALL_GREY_INPUT = 96    # ... go into a pretrained backbone at 96 px: as good as 128 px, 5.4x cheaper than 224
@@ -103,11 +107,18 @@ class Features:
     Copies are data, not training randomness: copy v is drawn with seed v whatever the run's
     seed, so runs over seeds share one extraction (the cache key has no seed). Streamed images
     are first decoded by pass 0: those that failed then (`dropped`) are left out of every pass.
+
+    In W processes each extracts its contiguous share of the images on its own device; rank 0
+    merges the shares into the cache entry the others then read. An augmented pass drawn in
+    shares differs from one drawn whole (each share starts its own generator), so its key
+    records the number of shares.
     """
 
-    def __init__(self, spec, inputs: Inputs, backbone, progress: Callable[[str], Callable], cache_dir=None) -> None:
+    def __init__(self, spec, inputs: Inputs, backbone, progress: Callable[[str], Callable], cache_dir=None,
+                 device=None, world: World = SINGLE) -> None:
         self.spec, self.inputs, self.backbone = spec, inputs, backbone
         self.progress, self.cache_dir = progress, cache_dir
+        self.device, self.world = device or torch.device("cpu"), world
         dataset = inputs.dataset
         # The resolved value of every parameter that params.py marks as part of the cache key.
         self.values = {"dataset": spec.dataset, "data_root": spec.data_root, "backbone": spec.backbone,
@@ -122,23 +133,51 @@ class Features:
 
     def of(self, net, side: int | None, parts: dict, view: int, what: str) -> np.ndarray:
         """`net`'s features of the clean images (view 0) or of augmented copy `view`."""
-        inputs = self.inputs
+        world = self.world
+        shares = {"shares": world.size} if view and world.distributed else {}
+        key = cache_key(**parts, view=view, streamed=self.inputs.streamed, **shares)
+        if not world.distributed:
+            return cached_features(key, lambda: {"features": self._extract(net, side, view, what)},
+                                   self.cache_dir)["features"]
+        if not distributed.broadcast(read_cached(key, self.cache_dir) is not None if world.main else None, world):
+            n = len(self.inputs.dataset)
+            whole = distributed.gather_rows(self._extract(net, side, view, what, distributed.shard(n, world)),
+                                            n, world, self.device)
+            if world.main:
+                cached_features(key, lambda: {"features": whole}, self.cache_dir)
+        distributed.barrier(world)
+        cached = read_cached(key, self.cache_dir)
+        if cached is None:
+            raise CacheError("the processes could not share the extracted features through the feature cache "
+                             "(full or not shared between them); choose a cache folder every process can read "
+                             "with --cache-dir", setting="cache_dir")
+        return cached["features"]
 
-        def compute() -> dict[str, np.ndarray]:
-            copy = inputs.augment if view else None
-            if inputs.streamed:
-                return {"features": extract_dataset(net, inputs.dataset, side, copy, seed=view,
-                                                    progress=self.progress(what), precision=self.spec.precision)}
-            return {"features": extract(net, inputs.images, copy, seed=view, size=side,
-                                        progress=self.progress(what), precision=self.spec.precision)}
-        key = cache_key(**parts, view=view, streamed=inputs.streamed)
-        return cached_features(key, compute, self.cache_dir)["features"]
+    def _extract(self, net, side: int | None, view: int, what: str, share: tuple[int, int] | None = None):
+        inputs, world = self.inputs, self.world
+        copy = inputs.augment if view else None
+        report = self.progress(what) if world.main else None
+        if share is not None and report is not None:     # rank 0's share stands for the whole
+            report = _scaled(report, world.size, len(inputs.dataset))
+        net = net.to(self.device)
+        if inputs.streamed:
+            dataset = inputs.dataset if share is None else IndexedSubset(inputs.dataset, np.arange(*share))
+            rows = extract_dataset(net, dataset, side, copy, seed=view, progress=report,
+                                   precision=self.spec.precision)
+            if view == 0:
+                self._unreadable = [i + (share[0] if share else 0) for i in dataset.unreadable()]
+            return rows
+        images = inputs.images if share is None else inputs.images[share[0]:share[1]]
+        return extract(net, images, copy, seed=view, size=side, progress=report, precision=self.spec.precision)
 
     def backbone_pass(self, view: int) -> np.ndarray:
         what = "features" if view == 0 else f"view {view}/{self.spec.n_views}"
+        self._unreadable = None
         rows = self.of(self.backbone, self.inputs.side, self.key_parts(), view, what)
         if view == 0 and self.inputs.streamed:
-            self.dropped = self.inputs.dataset.unreadable()
+            # Decoded by this pass: the images that failed (every process's share of them).
+            self.dropped = sorted(distributed.gather_objects(self._unreadable, self.world)) \
+                if self.world.distributed else self.inputs.dataset.unreadable()
         return self._kept(rows)
 
     def _kept(self, rows: np.ndarray) -> np.ndarray:
@@ -165,6 +204,10 @@ class Features:
         side = get_entry(self.spec.dataset).image_size or input_side(other, first, inputs.channels)
         parts = self.key_parts(backbone=source, weights=other.weights_id, image_size=side)
         return np.asarray(self.of(other, side, parts, 0, "neighbour features"))
+
+
+def _scaled(report: Callable[[int, int], None], shares: int, n: int) -> Callable[[int, int], None]:
+    return lambda done, total: report(min(n, done * shares), n)
 
 
 def check_finite(array: np.ndarray) -> None:

@@ -3,9 +3,15 @@
 `run(spec, run)` executes a resolved RunSpec (config.py) inside a run folder (store/runs.py),
 writing events as it goes (events.py) and a checkpoint every epoch; `resume=True` continues
 from the last checkpoint of a stopped run, to exactly the result an uninterrupted run has.
+
+Every stage runs on the run's device (device.py). Under torchrun every process executes the
+same pipeline (distributed.py): extraction is sharded between them and merged into one cache
+entry, neighbours are mined once and shared, and only rank 0 holds the run's lock and writes
+its status, events, checkpoints and results.
 """
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -15,17 +21,21 @@ import numpy as np
 import torch
 
 from .. import events as ev
+from .. import params
 from ..backbones import create_backbone
 from ..config import RunSpec
 from ..datasets import load_dataset
 from ..datasets.base import channels_of
 from ..errors import ConfigError, DatasetError, RunError
 from ..method.model import Encoder, MultiHead
-from ..method.neighbours import cosine_topk
+from ..method.knn import choose_backend, nearest_neighbours
 from ..method.pedcc import make_pedcc
 from ..store import atomic
 from ..store.clock import iso
 from ..store.runs import Run
+from . import distributed
+from .device import Placement, placement
+from .distributed import World
 from .inputs import Features, Inputs, check_finite
 from .results import write_results
 from .sources import FeatureSource, ImageSource
@@ -52,13 +62,22 @@ class StopFlag:
 
 def run(spec: RunSpec, run: Run, resume: bool = False,
         on_event: Callable[[dict], None] | None = None, cache_dir=None) -> dict:
-    """Execute `spec` in `run`; returns metrics.json's content. The outcome is recorded in the
-    run's status and events whatever happens (finished, failed with the reason, cancelled)."""
+    """Execute `spec` in `run`; returns metrics.json's content ({} on ranks other than 0). The
+    outcome is recorded in the run's status and events whatever happens (finished, failed with
+    the reason, cancelled)."""
+    place = placement(spec.train.device)
+    world = distributed.init_world(place.device)
+    if not world.main:
+        stop = StopFlag()
+        stop.install()
+        _train(spec, run, resume, lambda event: None, stop, cache_dir, place, world)
+        return {}
     with run.training_lock():
-        return _run_locked(spec, run, resume, on_event, cache_dir)
+        return _run_locked(spec, run, resume, on_event, cache_dir, place, world)
 
 
-def _run_locked(spec: RunSpec, run: Run, resume: bool, on_event, cache_dir) -> dict:
+def _run_locked(spec: RunSpec, run: Run, resume: bool, on_event, cache_dir, place: Placement,
+                world: World) -> dict:
     stop = StopFlag()
     stop.install()
 
@@ -69,24 +88,40 @@ def _run_locked(spec: RunSpec, run: Run, resume: bool, on_event, cache_dir) -> d
 
     started = time.time()
     run.set_status("running", started_at=run.status().get("started_at") or iso(started))
-    emit({"type": ev.START, "resume": resume})
+    emit({"type": ev.START, "resume": resume, **place.describe(), **world.describe()})
     try:
-        metrics = _train(spec, run, resume, emit, stop, cache_dir)
+        metrics = _train(spec, run, resume, emit, stop, cache_dir, place, world)
     except StopRequested as exc:
         run.set_status("cancelled", error=f"{exc}; resume to continue from the last epoch")
         emit({"type": ev.CANCELLED, "message": str(exc)})
         raise
     except Exception as exc:
         setting = getattr(exc, "setting", None)
-        run.set_status("failed", error=str(exc), error_type=type(exc).__name__, setting=setting)
-        emit({"type": ev.ERROR, "message": str(exc), "error_type": type(exc).__name__, "setting": setting})
+        message = str(exc)
+        if world.distributed and _lost_contact(exc):
+            cause = re.search(r"(Connection[^.;\n]*|[^.;\n]*timed out[^.;\n]*)", message)
+            message = ("another training process ended or lost contact with this one"
+                       + (f" ({cause.group(1).strip()})" if cause else "") + "; resume the run to continue from its "
+                       "last epoch")
+        run.set_status("failed", error=message, error_type=type(exc).__name__, setting=setting)
+        emit({"type": ev.ERROR, "message": message, "error_type": type(exc).__name__, "setting": setting})
+        if message != str(exc):
+            raise RunError(message) from exc
         raise
     run.set_status("finished", finished_at=iso(), seconds=round(time.time() - started, 2))
     emit({"type": ev.DONE, "metrics": {k: metrics.get(k) for k in ("acc", "nmi", "ari", "n_clusters_used")}})
     return metrics
 
 
-def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_dir) -> dict:
+def _lost_contact(exc: Exception) -> bool:
+    """A collective that failed because another process died (gloo: the connection closed)."""
+    text = str(exc)
+    return type(exc).__name__ in ("DistBackendError", "DistNetworkError") or (
+        isinstance(exc, RuntimeError) and any(word in text for word in ("Connection", "closed", "peer")))
+
+
+def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_dir, place: Placement,
+           world: World) -> dict:
     cfg = spec.train
     cfg.validate()
     dataset = _open_dataset(spec, emit)
@@ -99,26 +134,40 @@ def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_di
     emit({"type": ev.DATA, "n_images": len(inputs.dataset), "shape": inputs.shape, "input_size": inputs.side,
           "labels": dataset.has_labels, "backbone": spec.backbone, "backbone_info": _describe(backbone),
           "mode": spec.mode, "augment": inputs.augment_name, "streamed": inputs.streamed})
-    features = Features(spec, inputs, backbone, _progress(emit, stop), cache_dir)
-    model, source = _model_and_source(spec, backbone, inputs, features)
+    features = Features(spec, inputs, backbone, _progress(emit, stop), cache_dir, place.device, world)
+    model, source = _model_and_source(spec, backbone, inputs, features, place)
     if features.dropped:               # streamed images are decoded by the first extraction pass
         inputs = _without_unreadable(inputs, features.dropped, emit)
     dataset = inputs.dataset
     _check_size(len(dataset), cfg.n_clusters)
     centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
-    neighbours = cosine_topk(features.neighbour_rows(), min(cfg.n_neighbours, len(dataset) - 1))[0]
-    trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit)
+    rows = features.neighbour_rows()
+    k = min(cfg.n_neighbours, len(dataset) - 1)
+    neighbours = distributed.broadcast(
+        nearest_neighbours(rows, k, cfg.knn_backend, place.device)[0] if world.main else None, world)
+    trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit,
+                      place=place, world=world)
     stored = spec.to_dict()
     if resume:
         _resume(trainer, run, stored, emit)
+    if world.main:     # where this attempt runs, once the checkpoint has been accepted
+        atomic.write_json(run.file("config.json"), {**run.config, "runtime": {**place.describe(), **world.describe()}})
 
     def save_checkpoint(t: Trainer) -> None:
+        if not world.main:
+            return
         atomic.torch_save(run.file(CHECKPOINT), {"spec": stored, "trainer": t.state_dict()},
                           keep_previous=run.file(PREVIOUS_CHECKPOINT))
         run.set_status("running", epoch=t.epoch, epochs=cfg.epochs)
 
     trainer.fit(on_epoch_end=save_checkpoint, should_stop=lambda: stop.set)
-    return write_results(run, trainer, dataset, centroids, model, source, spec)
+    if not world.main:
+        return {}
+    metrics = write_results(run, trainer, dataset, centroids, model, source, spec)
+    metrics.update({**place.describe(), **world.describe(),
+                    "knn_backend": choose_backend(len(dataset), cfg.knn_backend)})
+    atomic.write_json(run.file("metrics.json"), metrics)
+    return metrics
 
 
 def _open_dataset(spec: RunSpec, emit):
@@ -171,7 +220,7 @@ def _progress(emit, stop: StopFlag) -> Callable[[str], Callable[[int, int], None
     return reporter
 
 
-def _model_and_source(spec: RunSpec, backbone, inputs: Inputs, features: Features):
+def _model_and_source(spec: RunSpec, backbone, inputs: Inputs, features: Features, place: Placement):
     """Head mode: heads on the cached features of the images and their views. Finetune: the
     backbone's trainable blocks and the heads, on the images."""
     cfg = spec.train
@@ -188,7 +237,20 @@ def _model_and_source(spec: RunSpec, backbone, inputs: Inputs, features: Feature
         return model, source
     backbone.set_trainable()
     model = Encoder(backbone, MultiHead(backbone.feature_dim, cfg.hidden_dim, cfg.latent_dim, cfg.n_heads))
-    return model, ImageSource(inputs.images, backbone, inputs.augment, inputs.side)
+    return model, ImageSource(inputs.images, backbone, inputs.augment, inputs.side,
+                              num_workers=loader_workers(spec.num_workers, place.device))
+
+
+def loader_workers(given: int | None, device) -> int:
+    """DataLoader workers for image training: as given; by default none on the CPU (its cores
+    already run the model) and up to 8 per GPU process, by the cores."""
+    if given is not None:
+        return given
+    if device.type == "cpu":
+        return 0
+    import os
+    per_process = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, per_process - 1))
 
 
 def _resume(trainer: Trainer, run: Run, stored: dict, emit) -> None:
@@ -216,12 +278,19 @@ def _resume(trainer: Trainer, run: Run, stored: dict, emit) -> None:
 
 def _restore(trainer: Trainer, state: dict, stored: dict) -> None:
     """Load a checkpoint's state, after checking it was saved by this very configuration."""
-    saved = RunSpec.from_dict(state.get("spec") or {}).to_dict()   # older checkpoints lack newer fields
+    saved = _what_it_computes(RunSpec.from_dict(state.get("spec") or {}).to_dict())   # older ones lack newer fields
+    stored = _what_it_computes(stored)
     if saved != stored:
         changed = sorted(_diff(saved, stored))
         raise ConfigError(f"cannot resume: the configuration differs from the checkpoint's "
                           f"({', '.join(changed)}); start a new run instead")
     trainer.load_state_dict(state["trainer"])
+
+
+def _what_it_computes(spec: dict) -> dict:
+    """A spec less where and how it runs (device, workers, ...): a run resumes anywhere."""
+    anywhere = {p.name for p in params.PARAMS if p.runs_anywhere}
+    return {k: _what_it_computes(v) if isinstance(v, dict) else v for k, v in spec.items() if k not in anywhere}
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

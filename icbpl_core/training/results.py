@@ -19,7 +19,7 @@ def write_results(run: Run, trainer: Trainer, dataset, centroids: np.ndarray, mo
 
     cfg = spec.train
     views = [source.fixed_view(v) for v in range(spec.n_views)] if spec.average_views else []
-    z = trainer.latents(views)
+    z = trainer.latents(views).cpu()
     sims = (z @ torch.from_numpy(centroids).T).numpy()
     top2 = np.sort(sims, axis=1)[:, -2:]
     clusters = sims.argmax(axis=1)
@@ -55,8 +55,9 @@ def write_results(run: Run, trainer: Trainer, dataset, centroids: np.ndarray, mo
 def backbone_features(model, source) -> np.ndarray:
     """Features in the backbone's space: cached ones, or the trained backbone's on the images."""
     if isinstance(source, FeatureSource):
-        return source.features.numpy()
+        return source.features.cpu().numpy()
     model.eval()
     n = len(source)
-    return torch.cat([model.backbone(source.anchors(torch.arange(s, min(s + 1024, n))))
+    device = next(model.parameters()).device
+    return torch.cat([model.backbone(source.anchors(torch.arange(s, min(s + 1024, n))).to(device)).float().cpu()
                       for s in range(0, n, 1024)]).numpy()

@@ -61,7 +61,7 @@ def test_weighted_total_and_skipped_terms():
     assert "knn" not in parts
     expected = 2.0 * mmd_loss(z, C) + 0.5 * augmentation_loss(z, zv) + 3.0 * min_cosine_loss(z, C)
     assert abs(float(total) - float(expected)) < 1e-5
-    assert abs(parts["total"] - float(expected)) < 1e-5
+    assert abs(float(parts["total"]) - float(expected)) < 1e-5
 
 
 def _naive_mmd(z, centroids):
