@@ -57,20 +57,22 @@ class DuplicateJob(JobError):
 
 # -- launching -----------------------------------------------------------------------------------
 
-def worker_threads() -> int:
-    """PyTorch threads of a training job: all cores but one, which stays with the app and the
-    browser; with every core, the worker's threads spin against them
-    (docs/BENCHMARKS.md#app-training-time)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def worker_threads(processes: int = 1) -> int:
+    """PyTorch threads of each training process: all cores but one, which stays with the app and
+    the browser, shared between the processes; with every core, the worker's threads spin against
+    them (docs/BENCHMARKS.md#app-training-time)."""
+    return max(1, ((os.cpu_count() or 2) - 1) // max(1, processes))
 
 
-def _spawn(run: Run, kind: str) -> int:
-    """`python -m icbpl_core resume RUN_DIR` (which trains from scratch when there is no checkpoint
-    yet), recorded in the run's job.json."""
-    env = {} if os.environ.get("OMP_NUM_THREADS") else {"OMP_NUM_THREADS": str(worker_threads())}
-    proc = spawn("icbpl_core", ["resume", str(run.path)], run.file(LOG_NAME), env)
+def _spawn(run: Run, kind: str, gpus: int | None = None) -> int:
+    """`python -m icbpl_core resume RUN_DIR [--gpus N]` (which trains from scratch when there is no
+    checkpoint yet), recorded in the run's job.json; a resume uses as many processes as before."""
+    gpus = gpus or int(run.job().get("gpus") or 1)
+    env = {} if os.environ.get("OMP_NUM_THREADS") else {"OMP_NUM_THREADS": str(worker_threads(gpus))}
+    proc = spawn("icbpl_core", ["resume", str(run.path), *(["--gpus", str(gpus)] if gpus > 1 else [])],
+                 run.file(LOG_NAME), env)
     run.record_job(fresh=True, pid=proc.pid, host=socket.gethostname(), kind=kind, command=proc.args,
-                   launched_at=iso(), attempt=int(run.job().get("attempt", 0)) + 1)
+                   launched_at=iso(), attempt=int(run.job().get("attempt", 0)) + 1, gpus=gpus)
     return proc.pid
 
 
@@ -88,8 +90,9 @@ def _request_path(runs_dir: Path, request_id: str) -> Path:
     return runs_dir / REQUESTS_DIR / f"{safe}.json"
 
 
-def launch(runs_dir: str | Path, spec, request_id: str | None = None) -> Run:
-    """Start training `spec` (a RunSpec) in a new run folder; returns the run at once.
+def launch(runs_dir: str | Path, spec, request_id: str | None = None, gpus: int = 1) -> Run:
+    """Start training `spec` (a RunSpec) in a new run folder, in `gpus` processes (torchrun above
+    one); returns the run at once.
 
     The same request_id twice (a double click, a rerun, a reload) returns the first run.
     A configuration identical to one already training raises DuplicateJob."""
@@ -113,7 +116,7 @@ def launch(runs_dir: str | Path, spec, request_id: str | None = None) -> Run:
                 raise DuplicateJob(f"an identical run is already training: {other.id}", other)
         run = create_run(runs_dir, config)
         with _lock(run.file(LOCK_NAME)):
-            _spawn(run, "train")
+            _spawn(run, "train", gpus)
         if request_id:
             atomic.write_json(_request_path(runs_dir, request_id), {"run": str(run.path), "at": iso()})
     return run

@@ -50,7 +50,7 @@ class Draft:
     def __init__(self, values: dict | None = None) -> None:
         values = dict(values or {})
         dataset = values.get("dataset") or DEFAULT_DATASET
-        base = {**params.defaults("spec"), **train_defaults(dataset)}
+        base = {**params.defaults("spec"), **params.defaults("launch"), **train_defaults(dataset)}
         self.values = {**base, **{k: v for k, v in values.items() if k in base}}
 
     def __getitem__(self, name: str):

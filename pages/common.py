@@ -401,13 +401,25 @@ def param_input(name: str, value, container=None, **overrides):
 
 # -- jobs ------------------------------------------------------------------------------------------
 
+def where_it_runs(config: dict) -> str:
+    """"cuda:0 (NVIDIA H200), bf16, 2 processes" from config.json's runtime (recorded when it starts)."""
+    runtime = config.get("runtime") or {}
+    if not runtime:
+        return f"device {config.get('train', {}).get('device', 'auto')}"
+    name = runtime.get("device_name")
+    text = f"{runtime.get('device')}" + (f" ({name})" if name and runtime.get("device") != "cpu" else "")
+    text += f", {runtime.get('training_precision', 'fp32')}"
+    size = int(runtime.get("world_size") or 1)
+    return text + (f", {size} processes" if size > 1 else "")
+
+
 def start_run(draft) -> None:
     """Launch the draft as a background job (once per click) and open the Train page on it."""
     import uuid
 
     request = st.session_state.setdefault("launch_request", uuid.uuid4().hex)
     try:
-        run = jobs.launch(runs_dir(), draft.spec(), request_id=request)
+        run = jobs.launch(runs_dir(), draft.spec(), request_id=request, gpus=draft["gpus"])
     except jobs.DuplicateJob as exc:
         st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}. It is now the current run; change a setting "
                    "(e.g. the seed) to start another.", icon=":material/warning:")

@@ -58,7 +58,8 @@ def _live(run) -> None:
     progress = summarize(run.events(), current, train.get("epochs"))
     st.subheader(f"{common.STATE_ICONS.get(current, '•')} {run.id}")
     st.caption(f"{config.get('dataset')} · backbone {config.get('backbone')} · mode {config.get('mode')} · "
-               f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · state **{current}**")
+               f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · {common.where_it_runs(config)} · "
+               f"state **{current}**")
     st.progress(float(progress.fraction), text=progress.phase + (f" — {progress.detail}" if progress.detail else ""))
     history = progress.table()
     _figures_row(run, status, progress, history)
