@@ -176,3 +176,16 @@ def test_two_process_run_stopped_and_resumed_ends_as_an_uninterrupted_one(tmp_pa
     resumed = icbpl("resume", run.path, "--gpus", "2", "--quiet", "--cache-dir", tmp_path / "cache", timeout=900)
     assert run.state == "finished", resumed.stderr
     assert (run.path / "assignments.csv").read_text() == (run_folder(whole) / "assignments.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_extraction_and_write_one_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    head = ["--device", "cpu", "--dataset", "digits", "--backbone", "mobilenet_v2", "--mode", "head", "--limit", "200",
+            "--epochs", "2", "--n-views", "1", "--quiet", "--cache-dir", tmp_path / "cache"]
+    two = run_folder(icbpl("train", "--gpus", "2", *head, "--runs-dir", tmp_path / "two", timeout=900))
+    # the clean pass and the view drawn in two shares: two entries, the view's key records the shares
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    one = icbpl("train", *head[:-3], "--cache-dir", tmp_path / "cache", "--runs-dir", tmp_path / "one", timeout=900)
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 3      # the clean pass was read, not redone
+    np.testing.assert_array_equal(np.load(two / "features.npy"), np.load(run_folder(one) / "features.npy"))
