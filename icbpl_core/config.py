@@ -77,8 +77,8 @@ class RunSpec(make_dataclass("SpecFields", _fields("spec") + [
                               + "; train on the images (mode finetune) or choose another backbone", setting="mode")
         from .features.extract import resolve_precision
         from .training.device import resolve_device
-        spec.precision = resolve_precision(spec.precision)
-        resolve_device(spec.train.device)      # a device this machine lacks is refused now, not at the start
+        device = resolve_device(spec.train.device)     # a device this machine lacks is refused now
+        spec.precision = resolve_precision(spec.precision, device)
         if spec.image_size is None and pretrained:
             spec.image_size = entry.image_size
         spec.neighbours_from = _neighbour_source(spec.neighbours_from, entry.scratch_neighbours, pretrained)

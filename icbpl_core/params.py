@@ -177,7 +177,7 @@ PARAMS: tuple[Param, ...] = (
           high=32, aliases=("--views",)),
     Param("average_views", bool, True, "predict from the mean latent over the image and its views (off: the "
           "image's own latent)", "spec", label="Predict from the mean over the views", group="model"),
-    Param("precision", str, "auto", "feature extraction arithmetic; auto: bf16 on CPUs with bf16 instructions, "
+    Param("precision", str, "auto", "feature extraction arithmetic; auto: bf16 on GPUs and CPUs with bf16 instructions, "
           "else fp32", "spec", label="Extraction precision", group="model", choices=("auto", "fp32", "bf16"),
           cache_key="precision"),
     Param("neighbours_from", str, "auto", "features the kNN loss's neighbours are mined in: backbone (a "

@@ -44,11 +44,14 @@ def native_bf16() -> bool:
         return False
 
 
-def resolve_precision(precision: str) -> str:
-    """'auto' -> 'bf16' where the CPU runs it natively, else 'fp32'; others are checked and returned."""
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """'auto' -> 'bf16' where the device runs it natively (a CUDA GPU with bf16, a CPU with bf16
+    instructions), else 'fp32'; others are checked and returned."""
     if precision not in PRECISIONS:
         raise ParamError("precision", f"must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "auto":
+        if device is not None and device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if native_bf16() else "fp32"
     return precision
 

@@ -118,3 +118,11 @@ def test_app_form_has_device_and_processes_and_launches_them(tmp_path, monkeypat
 
 class _Proc:
     pid, args = 999_999, ["python"]
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_extraction_precision_auto_follows_the_gpu(monkeypatch, two_gpus, bf16, expected):
+    from icbpl_core.features.extract import resolve_precision
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == expected
+    assert resolve_precision("fp32", torch.device("cuda", 0)) == "fp32"
