@@ -45,8 +45,8 @@ def test_exact_backend_is_cosine_topk(x):
 
 
 def test_device_blocked_search_matches_cosine_topk(x, monkeypatch):
-    # The search a GPU runs, here on the CPU with blocks of 13 rows (a ragged last block).
-    monkeypatch.setattr(knn, "DEVICE_BLOCK_ELEMENTS", 13 * len(x))
+    # The search a GPU runs, here on the CPU with blocks of 101 rows (a ragged last block of 81).
+    monkeypatch.setattr(knn, "DEVICE_BLOCK_ELEMENTS", 101 * len(x))
     idx, sim = knn._exact_blocked(torch.nn.functional.normalize(torch.from_numpy(x), dim=1), 9, torch.device("cpu"))
     ref_idx, ref_sim = cosine_topk(x, 9)
     np.testing.assert_array_equal(idx, ref_idx)
