@@ -8,7 +8,7 @@ bare forward pass on the same batches prepared beforehand, measured in one run.
 Images: the first N Fashion-MNIST test+train images (28x28 grey) when the files are
 found (--data-root, the Debian package dataset-fashion-mnist, or ./data), else random ones of
 that size. --device runs the backbone there (the preparation stays on the CPU, as in training's
-extraction); on a GPU, --precision auto means bf16 where the GPU has it. --random-weights
+extraction); --precision auto means bf16 where the device runs it natively. --random-weights
 builds the backbone without its pretrained weights (same speed; for backbones whose weights
 are not on the machine).
 Rows (median and best over repeats, interleaved so that drift in machine load hits all alike):
@@ -75,10 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = args.rows.split(",")
     device = torch.device(args.device)
-    if device.type != "cpu" and args.precision == "auto":
-        precision = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp32"
-    else:
-        precision = resolve_precision(args.precision)
+    precision = resolve_precision(args.precision, device)
 
     def sync() -> None:   # GPU work is queued: a timing ends when it has run
         if device.type == "cuda":
