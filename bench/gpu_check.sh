@@ -196,34 +196,51 @@ stop_samplers
 [ "$c_rc" = 0 ] || failed=1
 
 # -- e: a full fine-tuning run in the time left -----------------------------------------------------
-# Sized by c: (time left - c's wall time less its epoch) / c's epoch time, times 0.9 (c's fixed
-# costs include the neighbour features' extraction, which e finds cached: a margin too).
-epochs_for_e() {   # epochs_for_e SECONDS: prints the epoch count, or fails when c has no epoch
+# Sized by c's events: its epoch time, what came before the epoch (start-up, the neighbour features'
+# extraction, which e finds cached, neighbour mining) and after it (the prediction: latents of the
+# images and of their V views). When predicting from the mean over the views would cost e more
+# than a quarter of the epochs it leaves, or c ran out of time in it, e predicts from each image's
+# own latent (--no-average-views, 1 pass instead of 1 + V). 0.9 of the time left is planned.
+plan_e() {   # plan_e SECONDS: prints "EPOCHS views|noviews", or fails when c trained no epoch
     "$PY" - "$WORK/runs/c" "$1" "$EPOCHS_MAX" "$c_wall" <<'EOF'
 import json, pathlib, sys
-runs, seconds, cap, wall = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+runs, room, cap, wall = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 run = next(runs.glob("*/events.jsonl")).parent
 events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
-epoch = [e["seconds"] for e in events if e["type"] == "epoch"][0]
-fixed = max(0.0, wall - epoch)
-print(f"c: {wall:.0f} s in all, {epoch:.1f} s its epoch, so {fixed:.0f} s fixed; {seconds:.0f} s left", file=sys.stderr)
-print(max(0, min(cap, int(0.9 * (seconds - fixed) / epoch))))
+config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+views = int(config.get("n_views", 4)) if config.get("average_views", True) else 0
+epoch = [e for e in events if e["type"] == "epoch"][0]
+done = [e for e in events if e["type"] == "done"]
+before = epoch["time"] - epoch["seconds"] - events[0]["time"]
+if done:
+    after = done[0]["time"] - epoch["time"]
+    outside = max(0.0, wall - (done[0]["time"] - events[0]["time"]))     # interpreter start, imports, exit
+    fixed_views, fixed_own = outside + before + after, outside + before + after / (1 + views)
+else:                     # stopped while predicting: everything but the epoch counts as fixed
+    after, fixed_views = float("nan"), float("inf")
+    fixed_own = max(0.0, wall - epoch["seconds"])
+
+def fit(fixed):
+    return max(0, min(cap, int(0.9 * (room - fixed) / epoch["seconds"]))) if fixed < room else 0
+
+with_views, own = fit(fixed_views), fit(fixed_own)
+mode = "views" if with_views >= 1 and (with_views >= cap or with_views >= 0.75 * own) else "noviews"
+print(f"c: {wall:.0f} s in all: {before:.0f} s before its epoch, the epoch {epoch['seconds']:.1f} s, {after:.0f} s "
+      f"predicting ({views} views); {room:.0f} s left: {with_views} epochs with the view average, {own} without; "
+      f"chose {'with' if mode == 'views' else 'without'}", file=sys.stderr)
+print(with_views if mode == "views" else own, mode)
 EOF
 }
 e_rc=125
-E_ARGS=()
-if [ "$c_rc" != 0 ] && grep -q '"type": *"epoch"' "$WORK"/runs/c/*/events.jsonl 2> /dev/null; then
-    # c trained its epoch but ran out of time predicting (the mean over augmented views): e predicts
-    # from each image's own latent, and c's whole wall time counts as fixed cost.
-    E_ARGS=(--no-average-views)
-    log "   c finished its epoch but not its prediction: e runs with --no-average-views"
-fi
-if [ "$c_rc" = 0 ] || [ ${#E_ARGS[@]} -gt 0 ]; then
+if grep -q '"type": *"epoch"' "$WORK"/runs/c/*/events.jsonl 2> /dev/null || [ -n "${GPU_CHECK_EPOCHS:-}" ]; then
     room=$(($(left) - 20))                     # 20 s for the summary
-    E=${GPU_CHECK_EPOCHS:-$(epochs_for_e "$room" 2> "$OUT/e_plan.log" || echo 0)}
+    read -r E MODE < <(plan_e "$room" 2> "$OUT/e_plan.log" || echo "0 views")
+    [ -n "${GPU_CHECK_EPOCHS:-}" ] && E=$GPU_CHECK_EPOCHS
+    E_ARGS=()
+    [ "$MODE" = noviews ] && E_ARGS=(--no-average-views)
     cat "$OUT/e_plan.log" >> "$OUT/stages.log" 2> /dev/null
     if [ "${E:-0}" -ge 1 ]; then
-        log "   e: $E epoch(s) fit in ${room}s"
+        log "   e: $E epoch(s) in ${room}s$([ "$MODE" = noviews ] && echo ", predicting without the view average")"
         start_samplers e
         stage e_finetune_run "$room" "$PY" "${TRAIN[@]}" "${E_ARGS[@]}" --epochs "$E" --runs-dir "$WORK/runs/e"
         e_rc=$?
@@ -233,10 +250,10 @@ if [ "$c_rc" = 0 ] || [ ${#E_ARGS[@]} -gt 0 ]; then
             [ -n "$run_e" ] && [ -f "$run_e/$f" ] && cp "$run_e/$f" "$OUT/e_$f"
         done
     else
-        log "== e: skipped: no epoch count (c gave none and GPU_CHECK_EPOCHS is unset, or none fits in ${room}s; see e_plan.log)"
+        log "== e: skipped: not one epoch fits in ${room}s (see e_plan.log)"
     fi
 else
-    log "== e: skipped, c failed"
+    log "== e: skipped: c trained no epoch (set GPU_CHECK_EPOCHS to run e anyway)"
 fi
 [ "$e_rc" = 0 ] || failed=1
 run_c=$(find "$WORK/runs/c" -mindepth 1 -maxdepth 1 -type d 2> /dev/null | head -n 1)
