@@ -14,10 +14,12 @@
 #       its last blocks trained with the heads): images/s, and the run's fixed costs
 #   d   GPU utilisation and memory (nvidia-smi, every second) and CPU busy % during c and e
 #   e   a fine-tuning run on all 70,000 images with as many epochs as the time left allows
-#       (at most GPU_CHECK_EPOCHS_MAX, default 60): ACC against the 0.85 target; its
-#       metrics.json, config.json and events.jsonl are copied to $OUT
+#       (at most GPU_CHECK_EPOCHS_MAX, default 60), planned from c's events, predicting without
+#       the view average when that buys more than a third more epochs: ACC against the 0.85
+#       target; its metrics.json, config.json and events.jsonl are copied to $OUT
 # Everything goes to $OUT (default ./gpu_check_out): one log per stage, stage_times.tsv,
 # summary.md; the summary table is also printed. Exit status 0 when every stage ran.
+# About 8 minutes in all: give the device tool a limit of ~560 s and carry [".gpu_payload"].
 #
 # Environment: OUT, GPU_CHECK_SMOKE, GPU_CHECK_BUDGET (s), GPU_CHECK_SKIP (stage names, e.g. "a2_resnet50
 # b_head_epoch", to leave e more time), GPU_CHECK_EPOCHS_MAX, GPU_CHECK_EPOCHS
