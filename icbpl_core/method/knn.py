@@ -8,9 +8,9 @@ and picks how to compute them:
   CPU the same blocked search runs there.
 - "faiss": faiss's exact IndexFlatIP (its BLAS search with a running top-k) below APPROX_FROM
   points; from there an inverted-file index (IVF-Flat), since an exact search of a million
-  points is 10^12 dot products (tens of minutes on 2 cores). IVF-Flat rather than HNSW: on a
-  million clustered vectors HNSW took longer to build than IVF-Flat took to train, fill and
-  search, and its search was slower at the same recall (docs/BENCHMARKS.md#nearest-neighbours-at-scale).
+  points is 10^12 dot products (hours on 2 cores). IVF-Flat (4 sqrt(N) lists) rather than
+  HNSW: for the whole k-NN graph of a million clustered vectors at recall@20 0.99, HNSW took
+  3.4 times as long in the same memory (docs/BENCHMARKS.md#nearest-neighbours-at-scale).
   The IVF probe count is calibrated at run time, raised until recall@k against an exact
   search of CALIBRATION_QUERIES sampled rows reaches RECALL_TARGET, so the recall holds for
   whatever features come in, not only for the data it was tuned on.
