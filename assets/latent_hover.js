@@ -1,7 +1,8 @@
 // Latent-space plot: show the image of the point under the mouse (pages/latent.py injects
 // this with st.html). The plot's layout.meta.icbpl_hover names a config: thumbnail tiles
 // (a grid of `columns` cells of `cell` px, `per_tile` images per tile, in image order) and
-// their URLs. Each point's customdata[0] is its image index (negative: a PEDCC marker).
+// their URLs. Each point's customdata[0] is its image index (negative: a PEDCC marker); a
+// decimated plot's points carry their cell in the atlas of the drawn points as customdata[3].
 (function () {
   const cfg = __ICBPL_HOVER_CONFIG__;
   const root = window.__icbplHover = window.__icbplHover || {configs: {}};
@@ -35,9 +36,11 @@
     const p = ev && ev.points && ev.points[0];
     if (!c || !p) return;
     const cd = p.customdata;
-    const idx = Math.round(Array.isArray(cd) || (cd && cd.length !== undefined) ? cd[0] : cd);
+    const row = Array.isArray(cd) || (cd && cd.length !== undefined);
+    const idx = Math.round(row ? cd[0] : cd);
     if (!(idx >= 0)) { box.style.display = 'none'; return; }
-    const tile = Math.floor(idx / c.per_tile), j = idx % c.per_tile;
+    const cellIndex = row && cd.length > 3 ? Math.round(cd[3]) : idx;
+    const tile = Math.floor(cellIndex / c.per_tile), j = cellIndex % c.per_tile;
     const url = c.urls[tile];
     if (!url) return;
     const s = 96 / c.cell;

@@ -2,7 +2,10 @@
 
 The latent-space scatter uses WebGL (Scattergl) so 70,000 points stay smooth; every image
 point carries [image index, label, confidence] in customdata (see selection.py); the PEDCC
-points are a separate, labelled marker trace whose customdata is negative.
+points are a separate, labelled marker trace whose customdata is negative. A run with more
+points than the page draws smoothly is drawn decimated (sampling.drawn_rows: a seeded sample
+that keeps every cluster); its points then carry a fourth value, their cell in the hover
+thumbnail atlas of the drawn points (gallery.hover_atlas).
 """
 from __future__ import annotations
 
@@ -36,17 +39,25 @@ def _marker_size(n: int) -> float:
 
 
 def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: str = "cluster",
-                  class_names: list[str] | None = None, hover_key: str = "", height: int = 620) -> go.Figure:
+                  class_names: list[str] | None = None, hover_key: str = "", height: int = 620,
+                  drawn: np.ndarray | None = None) -> go.Figure:
     """UMAP scatter of a run: one WebGL trace per cluster (or class), or one coloured by
-    confidence; PEDCC points as labelled stars."""
-    n = len(points)
-    index = table["index"].to_numpy(dtype=np.int64)
-    clusters = table["cluster"].to_numpy(dtype=np.int64)
+    confidence; PEDCC points as labelled stars. drawn: the rows of `table` to draw (None: all);
+    when some are left out, each point's customdata ends with its position among the drawn rows
+    (its hover thumbnail's cell) and the legend gives drawn and total counts."""
+    rows = np.arange(len(table)) if drawn is None else np.asarray(drawn, dtype=np.int64)
+    decimated = len(rows) < len(table)
+    n = len(rows)
+    index = table["index"].to_numpy(dtype=np.int64)[rows]
+    all_clusters = table["cluster"].to_numpy(dtype=np.int64)
+    clusters = all_clusters[rows]
     has_labels = "label" in table.columns
-    labels = table["label"].to_numpy(dtype=np.int64) if has_labels else np.full(n, -1)
-    confidence = table["confidence"].to_numpy(dtype=np.float32)
+    all_labels = table["label"].to_numpy(dtype=np.int64) if has_labels else np.full(len(table), -1)
+    labels = all_labels[rows]
+    confidence = table["confidence"].to_numpy(dtype=np.float32)[rows]
     xy = np.asarray(points, dtype=np.float32)[index]
-    custom = np.column_stack([index, labels, confidence]).astype(np.float32)
+    columns = [index, labels, confidence] + ([np.arange(n)] if decimated else [])
+    custom = np.column_stack(columns).astype(np.float32)
     size = _marker_size(n)
     label_part = "<br>label %{customdata[1]}" if has_labels else ""
     fig = go.Figure()
@@ -69,12 +80,15 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
                            + "<br>confidence %{customdata[2]:.3f}<extra></extra>")))
     else:
         groups = clusters if colour_by == "cluster" else labels
+        totals = np.bincount(all_clusters if colour_by == "cluster" else all_labels[all_labels >= 0]) \
+            if decimated else None
         for g in np.unique(groups):
             mask = groups == g
             what = f"cluster {g}" if colour_by == "cluster" else f"label {name_of(int(g))}"
+            count = f"{int(mask.sum()):,} of {int(totals[g]):,}" if decimated and g >= 0 else str(int(mask.sum()))
             fig.add_trace(go.Scattergl(
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", customdata=custom[mask],
-                name=f"{what} ({int(mask.sum())})", legendgroup=what,
+                name=f"{what} ({count})", legendgroup=what,
                 marker=dict(size=size, color=colour(int(g)), opacity=0.8),
                 hovertemplate=("image %{customdata[0]}<br>" + what
                                + (label_part if colour_by == "cluster" else "")

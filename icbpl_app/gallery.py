@@ -153,20 +153,23 @@ def atlas_layout() -> dict:
             "mime": ATLAS_FORMAT[1]}
 
 
-def hover_atlas(run: Run) -> list[bytes]:
-    """WebP tiles of ATLAS_CELL-px thumbnails of every image of the run, in index order, 1,024
-    a tile; cached in RUN/thumbs/ (rebuilt when the assignments change)."""
+def hover_atlas(run: Run, rows: np.ndarray | None = None, table=None) -> list[bytes]:
+    """WebP tiles of ATLAS_CELL-px thumbnails of the run's images, 1,024 a tile, in index order;
+    with `rows` (the rows of the assignments a decimated plot draws), of those images only, in that
+    order. Cached in RUN/thumbs/ (rebuilt when the assignments or the rows change). `table`: the
+    run's assignments when the caller has them already."""
     folder = _atlas_dir(run)
     manifest_path = folder / "manifest.json"
-    key = _atlas_key(run)
+    key = _atlas_key(run, rows)
     try:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("key") == key:
             return [(folder / name).read_bytes() for name in manifest["tiles"]]
     except (FileNotFoundError, json.JSONDecodeError, KeyError, OSError):
         pass
-    table = run.assignments()
-    n = len(table)
+    table = run.assignments() if table is None else table
+    images = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
+    n = len(images)
     if n > ATLAS_MAX_IMAGES:
         raise GalleryError(f"{n} images is too many for hover thumbnails")
     dataset = open_run_dataset(run.config, table["id"].astype(str).tolist())
@@ -176,10 +179,10 @@ def hover_atlas(run: Run) -> list[bytes]:
     array = _as_array(dataset)
     for t, start in enumerate(range(0, n, per_tile)):
         count = min(per_tile, n - start)
-        rows = (count + cols - 1) // cols
-        canvas = Image.new("RGB", (cols * cell, rows * cell), (255, 255, 255))
+        rows_here = (count + cols - 1) // cols
+        canvas = Image.new("RGB", (cols * cell, rows_here * cell), (255, 255, 255))
         for j in range(count):
-            thumb = _cell_image(dataset, array, start + j, cell)
+            thumb = _cell_image(dataset, array, int(images[start + j]), cell)
             x, y = (j % cols) * cell, (j // cols) * cell
             canvas.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
         if _is_grey(dataset, array):
@@ -198,9 +201,14 @@ def hover_atlas(run: Run) -> list[bytes]:
     return tiles
 
 
-def _atlas_key(run: Run) -> str:
+def _atlas_key(run: Run, rows: np.ndarray | None = None) -> str:
     st = run.file("assignments.csv").stat()
-    return f"v{ATLAS_VERSION}-{ATLAS_CELL}-{st.st_size}-{st.st_mtime_ns}"
+    key = f"v{ATLAS_VERSION}-{ATLAS_CELL}-{st.st_size}-{st.st_mtime_ns}"
+    if rows is None:
+        return key
+    import hashlib
+    digest = hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+    return f"{key}-rows-{len(rows)}-{digest}"
 
 
 def _is_grey(dataset, array) -> bool:

@@ -268,18 +268,31 @@ def precompute_in_background(run: Run) -> bool:
     return True
 
 
+def precompute_thumbnails(run: Run) -> list[bytes]:
+    """The hover thumbnails of the points the latent page draws (all of them, or the decimated
+    sample of a big run: sampling.drawn_rows), as the page asks for them."""
+    from .gallery import hover_atlas
+    from .sampling import drawn_rows
+
+    table = run.assignments()
+    rows = drawn_rows(table["cluster"].to_numpy())
+    return hover_atlas(run, None if len(rows) == len(table) else rows, table)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    thumbnails = "--no-thumbnails" not in argv
+    argv = [a for a in argv if a != "--no-thumbnails"]
     if len(argv) != 1:
-        print("usage: python -m icbpl_app.projection RUN_DIR", file=sys.stderr)
+        print("usage: python -m icbpl_app.projection RUN_DIR [--no-thumbnails]", file=sys.stderr)
         return 2
     try:
         run = open_run(argv[0])
         proj = get_projection(run, log=lambda text: print(text, file=sys.stderr, flush=True))
         how = f", UMAP fitted on {proj.fitted:,} of them ({proj.backend})" if proj.sampled else ""
         print(f"projection of {proj.n} points ready ({proj.seconds:.1f}s{how})", file=sys.stderr)
-        from .gallery import hover_atlas
-        hover_atlas(run)
+        if thumbnails:
+            precompute_thumbnails(run)
     except Exception as exc:  # noqa: BLE001 - a background helper: say what failed, in one line
         print(f"error: {exc}", file=sys.stderr)
         return 1

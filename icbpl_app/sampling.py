@@ -1,5 +1,6 @@
 """Seeded samples that keep every cluster: the latents UMAP is fitted on for a big run
-(projection.py).
+(projection.py), and the points the latent page draws when a run has more than it can draw
+smoothly (figures.py).
 
     positions = stratified_sample(clusters, size=100_000, floor=1_000, seed=0)
 
@@ -8,6 +9,8 @@ in proportion to what each cluster has left, so the sample has at most `size` it
 clusters keep their proportions and a small cluster is never left out.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -43,3 +46,26 @@ def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 10
         out[start:start + len(block)] = (block @ centroids.T).argmax(axis=1)
     return out
 
+
+# The latent page draws at most MAX_DRAWN points (the environment variable ICBPL_LATENT_MAX_POINTS
+# sets another limit); a bigger run is drawn as a seeded sample, every cluster keeping at least
+# DRAWN_FLOOR of its points.
+DRAWN_FLOOR = 2_000
+DRAWN_SEED = 0
+
+
+def _limit(text: str | None, default: int = 100_000) -> int:
+    """ICBPL_LATENT_MAX_POINTS as a number of points (at least 1,000; the default when unset or not a number)."""
+    try:
+        return max(1_000, int(text)) if text else default
+    except ValueError:
+        return default
+
+
+MAX_DRAWN = _limit(os.environ.get("ICBPL_LATENT_MAX_POINTS"))
+
+
+def drawn_rows(clusters: np.ndarray, max_points: int | None = None) -> np.ndarray:
+    """Rows (of the run's assignments, sorted) the latent page draws: all of them up to max_points
+    (default MAX_DRAWN)."""
+    return stratified_sample(clusters, MAX_DRAWN if max_points is None else max_points, DRAWN_FLOOR, DRAWN_SEED)

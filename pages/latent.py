@@ -1,5 +1,7 @@
 """Latent space: UMAP (cosine) of the run's latents with its PEDCC points; colour by cluster,
-true label or confidence; hover shows the image; box / lasso selection opens a gallery."""
+true label or confidence; hover shows the image; box / lasso selection opens a gallery. A run
+with more than sampling.MAX_DRAWN images is drawn as a seeded sample that keeps every cluster
+(the page says how many of how many); hover and selection work on the drawn points."""
 from __future__ import annotations
 
 import json
@@ -7,7 +9,7 @@ import pickle
 
 import streamlit as st
 
-from icbpl_app import projection
+from icbpl_app import projection, sampling
 from icbpl_app.figures import COLOUR_BY, latent_figure
 from icbpl_app.gallery import GalleryError, atlas_layout, hover_atlas
 from icbpl_app.selection import selected_indices
@@ -26,12 +28,21 @@ def cached_projection(path: str, version: str, cache_version: str):
     return proj.points, proj.centroids
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_drawn(path: str, table_version: str, max_drawn: int):
+    """(The rows the plot draws (sampling.drawn_rows), or None when it draws every image; how many images)."""
+    table = common._assignments(path, table_version)
+    rows = sampling.drawn_rows(table["cluster"].to_numpy(), max_drawn)
+    return (None if len(rows) == len(table) else rows), len(table)
+
+
 @st.cache_data(show_spinner=False, max_entries=24)
-def cached_figure(path: str, version: str, cache_version: str, colour_by: str, class_names: tuple | None):
+def cached_figure(path: str, version: str, cache_version: str, table_version: str, max_drawn: int,
+                  colour_by: str, class_names: tuple | None):
     points, centroids = cached_projection(path, version, cache_version)
-    table = common._assignments(path, version)
+    table = common._assignments(path, table_version)
     fig = latent_figure(points, centroids, table, colour_by, list(class_names) if class_names else None,
-                        hover_key=hover_key(path, version))
+                        hover_key=hover_key(path, version), drawn=cached_drawn(path, table_version, max_drawn)[0])
     # The chart's widget id hashes its JSON, and a figure's JSON key order changes once it has
     # been through pickle (as every cache hit is): return the pickled form from the first run
     # too, or the first selection after a cache miss would be dropped as a new widget's.
@@ -39,8 +50,10 @@ def cached_figure(path: str, version: str, cache_version: str, colour_by: str, c
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_atlas(path: str, version: str) -> list[bytes]:
-    return hover_atlas(open_run(path))
+def cached_atlas(path: str, table_version: str, max_drawn: int) -> list[bytes]:
+    """The hover thumbnail tiles of the drawn points (every image unless the plot is decimated)."""
+    return hover_atlas(open_run(path), cached_drawn(path, table_version, max_drawn)[0],
+                       common._assignments(path, table_version))
 
 
 def hover_key(path: str, version: str) -> str:
@@ -53,20 +66,23 @@ def projection_of(run):
     cache_version = common.stamp(run, projection.CACHE_NAME)
     if projection.load_projection(run) is None:
         busy = projection.is_computing(run)
+        n = len(common.assignments(run))
+        how = (f"fitted on {min(projection.SAMPLE_SIZE, n):,} of them, the rest placed by the fitted model; "
+               if n > projection.SAMPLE_ABOVE else "")
         message = ("Another tab or the background job is computing this run's UMAP projection; waiting for it…"
-                   if busy else f"Computing the UMAP projection of {len(common.assignments(run)):,} latents "
-                                "(once per run; cached in the run folder)…")
+                   if busy else f"Computing the UMAP projection of {n:,} latents ({how}once per run; cached in "
+                                "the run folder)…")
         with st.spinner(message, show_time=True):
             projection.compute_projection(run)
         cache_version = common.stamp(run, projection.CACHE_NAME)
     return version, cache_version
 
 
-def media_urls(run, version: str) -> list[str] | None:
+def media_urls(run, table_version: str) -> list[str] | None:
     """URLs of the hover thumbnail tiles (served by Streamlit's media endpoint), or None."""
     try:
         with st.spinner("Preparing the hover thumbnails (once per run)…"):
-            tiles = cached_atlas(str(run.path), version)
+            tiles = cached_atlas(str(run.path), table_version, sampling.MAX_DRAWN)
     except (GalleryError, OSError, ValueError) as exc:
         st.caption(f"Hover thumbnails are not available: {exc}")
         return None
@@ -83,8 +99,8 @@ def media_urls(run, version: str) -> list[str] | None:
 HOVER_JS = (common.APP.parent / "assets" / "latent_hover.js").read_text(encoding="utf-8")
 
 
-def hover_script(run, version: str) -> None:
-    urls = media_urls(run, version)
+def hover_script(run, version: str, table_version: str) -> None:
+    urls = media_urls(run, table_version)
     if not urls:
         return
     cfg = {"key": hover_key(str(run.path), version), "urls": urls, **atlas_layout()}
@@ -94,8 +110,15 @@ def hover_script(run, version: str) -> None:
 
 def draw(run, colour_by: str, key: str, selectable: bool = True):
     version, cache_version = projection_of(run)
+    table_version = common.stamp(run, "assignments.csv")
     names = common.class_names_of(run)
-    fig = cached_figure(str(run.path), version, cache_version, colour_by, tuple(names) if names else None)
+    fig = cached_figure(str(run.path), version, cache_version, table_version, sampling.MAX_DRAWN, colour_by,
+                        tuple(names) if names else None)
+    drawn, total = cached_drawn(str(run.path), table_version, sampling.MAX_DRAWN)
+    if drawn is not None:
+        st.caption(f"Showing {len(drawn):,} of {total:,} points: a seeded sample in which "
+                   f"every cluster keeps its share, and at least {sampling.DRAWN_FLOOR:,} points (all of a smaller "
+                   "cluster). Hover and selections work on the points drawn.")
     config = {"displaylogo": False, "scrollZoom": True,
               "modeBarButtonsToRemove": ["toImage", "autoScale2d"] if not selectable else ["toImage"]}
     if selectable:
@@ -104,7 +127,7 @@ def draw(run, colour_by: str, key: str, selectable: bool = True):
     else:
         st.plotly_chart(fig, key=key, width="stretch", config=config)
         event = None
-    hover_script(run, version)
+    hover_script(run, version, table_version)
     return event
 
 

@@ -176,6 +176,37 @@ def test_latent_selection_shows_a_gallery(runs_env):
     assert "3 rows" in button.proto.label
 
 
+def test_latent_page_draws_a_big_run_decimated_and_says_so(runs_env, monkeypatch):
+    """Past the draw limit (here lowered to 120 of 300 points): a sample keeping every cluster, the
+    PEDCC stars, each point's image index and hover cell, and the hover atlas of the drawn images."""
+    import json
+
+    import pandas as pd
+
+    from icbpl_app import sampling
+
+    _, labelled, _ = runs_env
+    monkeypatch.setattr(sampling, "MAX_DRAWN", 120)
+    at = make_app("pages/latent.py", labelled)
+    assert_clean(at)
+    table = pd.read_csv(labelled / "assignments.csv")
+    drawn = sampling.drawn_rows(table["cluster"].to_numpy(), 120)
+    assert f"Showing {len(drawn):,} of 300 points" in texts(at)
+    (fig,) = plotly_figures(at)
+    gl = [t for t in fig["data"] if t["type"] == "scattergl"]
+    custom = np.concatenate([decode(t["customdata"]) for t in gl])
+    index = custom[:, 0].astype(np.int64)
+    assert sorted(index) == sorted(drawn)
+    assert set(table["cluster"].to_numpy()[index]) == set(table["cluster"])      # every cluster drawn
+    assert np.array_equal(drawn[custom[:, 3].astype(np.int64)], index)           # hover cells
+    (pedcc,) = [t for t in fig["data"] if t.get("name") == "PEDCC centroids"]
+    assert len(pedcc["text"]) == len(np.load(labelled / "pedcc.npy"))
+    manifest = json.loads((labelled / "thumbs" / "manifest.json").read_text())
+    assert f"-rows-{len(drawn)}-" in manifest["key"] and len(manifest["tiles"]) == 1
+    monkeypatch.setattr(sampling, "MAX_DRAWN", 10**9)
+    assert "Showing" not in texts(make_app("pages/latent.py", labelled))          # back to every point
+
+
 def test_metrics_page_labelled(runs_env):
     _, labelled, _ = runs_env
     at = make_app("pages/metrics.py", labelled)

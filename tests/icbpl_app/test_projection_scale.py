@@ -1,6 +1,8 @@
 """The latent space at scale: a big run's UMAP is fitted on a cluster-stratified sample and the
 other latents are placed with `transform`, chunk by chunk, from the memory-mapped latents; the
-sampling settings are part of the cache key; cuML is used when it and a GPU are there."""
+sampling settings are part of the cache key; cuML is used when it and a GPU are there; the
+latent page draws a decimated sample that keeps every cluster and the PEDCC points, and its
+selections and hover cells map back to the right images."""
 from __future__ import annotations
 
 import json
@@ -12,6 +14,8 @@ import pandas as pd
 import pytest
 
 from icbpl_app import projection, sampling
+from icbpl_app.figures import latent_figure
+from icbpl_app.selection import selected_indices
 from icbpl_core.method.pedcc import make_pedcc
 from icbpl_core.store.runs import Run
 
@@ -211,3 +215,60 @@ def test_no_gpu_or_no_cuml_means_umap_learn(monkeypatch):
     assert projection.gpu_umap() is None
     assert projection._reducer(15, 0.1, 0)[1] == "umap-learn"
 
+
+# -- the decimated plot ----------------------------------------------------------------------------
+
+def big_table(sizes=(3_000, 1_500, 400, 7), seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    clusters = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(clusters)
+    n = len(clusters)
+    return pd.DataFrame({"index": np.arange(n), "id": [f"x:{i}" for i in range(n)], "cluster": clusters,
+                         "confidence": rng.uniform(0.3, 1, n).round(6), "margin": 0.1,
+                         "label": (clusters + (rng.random(n) < 0.1)) % len(sizes)})
+
+
+def test_decimated_figure_keeps_every_cluster_and_the_pedcc_points():
+    table = big_table()
+    n = len(table)
+    points = np.random.default_rng(2).standard_normal((n, 2)).astype(np.float32)
+    centroids = np.arange(2 * K, dtype=np.float32).reshape(K, 2)
+    drawn = sampling.drawn_rows(table["cluster"].to_numpy(), max_points=1_000)
+    assert len(drawn) <= 1_000
+    fig = latent_figure(points, centroids, table, "cluster", drawn=drawn)
+    gl = [t for t in fig.data if t.type == "scattergl"]
+    assert [t.name for t in gl] == [f"cluster {c} ({int(np.sum(table['cluster'].to_numpy()[drawn] == c)):,} of {s:,})"
+                                    for c, s in enumerate((3_000, 1_500, 400, 7))]
+    assert gl[-1].name == "cluster 3 (7 of 7)"                        # the tiny cluster is drawn whole
+    (pedcc,) = [t for t in fig.data if t.name == "PEDCC centroids"]
+    assert list(pedcc.text) == [f"C{c}" for c in range(K)] and np.allclose(np.c_[pedcc.x, pedcc.y], centroids)
+    custom = np.concatenate([np.asarray(t.customdata) for t in gl])
+    index = custom[:, 0].astype(np.int64)
+    assert sorted(index) == sorted(drawn)                             # each drawn image once, nothing else
+    assert np.allclose(np.concatenate([np.c_[t.x, t.y] for t in gl]), points[index])
+    cells = custom[:, 3].astype(np.int64)
+    assert np.array_equal(drawn[cells], index)                        # hover cell -> the atlas of drawn rows
+    assert np.allclose(custom[:, 2], table["confidence"].to_numpy()[index], atol=1e-6)
+
+    # a lasso over some drawn points of two traces: Streamlit's selection event -> those images
+    chosen = [(1, 0), (1, 5), (3, 2), (len(gl), 1)]                   # the last: a PEDCC star, not an image
+    event = {"selection": {"points": [{"curve_number": c, "point_index": p,
+                                       "customdata": list(np.asarray(fig.data[c].customdata)[p])}
+                                      for c, p in chosen]}}
+    expected = sorted(int(np.asarray(fig.data[c].customdata)[p][0]) for c, p in chosen[:3])
+    assert selected_indices(event, n_images=n).tolist() == expected
+
+
+def test_the_draw_limit_from_the_environment():
+    assert sampling._limit(None) == sampling._limit("") == sampling._limit("many") == 100_000
+    assert sampling._limit("250000") == 250_000 and sampling._limit("5") == 1_000
+
+
+def test_a_run_under_the_limit_is_drawn_whole_as_before():
+    table = big_table((300, 200))
+    points = np.zeros((len(table), 2), np.float32)
+    rows = sampling.drawn_rows(table["cluster"].to_numpy(), max_points=1_000)
+    assert np.array_equal(rows, np.arange(len(table)))
+    fig = latent_figure(points, np.zeros((2, 2), np.float32), table, "cluster")
+    assert [t.name for t in fig.data[:2]] == ["cluster 0 (300)", "cluster 1 (200)"]
+    assert np.asarray(fig.data[0].customdata).shape[1] == 3           # no hover-cell column
