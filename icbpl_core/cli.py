@@ -189,7 +189,7 @@ def _resume(args) -> int:
 
 
 def _execute(spec, run, resume: bool, args, world=None) -> int:
-    from .training import pipeline
+    from .training import launch, pipeline
     from .training.trainer import StopRequested
 
     if world is not None and not world.main:     # the other processes of a torchrun: silent
@@ -199,6 +199,7 @@ def _execute(spec, run, resume: bool, args, world=None) -> int:
             return EXIT_STOPPED
         except Exception:  # noqa: BLE001 - rank 0 records and reports the failure
             return EXIT_FAILED
+        launch.finish(world)
         return 0
     print(f"run folder: {run.path}", file=sys.stderr)
     try:
@@ -210,6 +211,8 @@ def _execute(spec, run, resume: bool, args, world=None) -> int:
         return EXIT_STOPPED
     except Exception as exc:  # noqa: BLE001 - every failure is recorded in the run and shown in one line
         return _fail(f"{hint(exc)} (run folder: {run.path})", EXIT_FAILED)
+    if world is not None:
+        launch.finish(world)
     if not args.quiet and "acc" in metrics:
         print(f"ACC {metrics['acc']:.4f}  NMI {metrics['nmi']:.4f}  ARI {metrics['ari']:.4f}  "
               f"clusters used {metrics['n_clusters_used']}/{metrics['n_clusters']}", file=sys.stderr)

@@ -141,8 +141,3 @@ def gather_objects(items: list | None, world: World) -> list:
     out: list = [None] * world.size
     dist.all_gather_object(out, list(items or []))
     return [x for part in out for x in part]
-
-
-def leave(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()

@@ -14,7 +14,7 @@ import sys
 
 from .distributed import LAUNCHED_ENV, SINGLE, World, broadcast, current, under_torchrun
 
-__all__ = ["current", "is_refusal", "join", "reason", "refused", "share", "under_torchrun", "with_torchrun"]
+__all__ = ["current", "finish", "is_refusal", "join", "reason", "refused", "share", "under_torchrun", "with_torchrun"]
 
 
 def torchrun_args(n: int, argv: list[str]) -> list[str]:
@@ -85,3 +85,12 @@ def is_refusal(value) -> bool:
 
 def reason(value: dict) -> str:
     return value["refused"]
+
+
+def finish(world: World) -> None:
+    """After a run that ended well: every process leaves the group together (rank 0 writes the
+    results while the others wait here; a process leaving gloo mid-collective aborts)."""
+    if world.distributed:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()

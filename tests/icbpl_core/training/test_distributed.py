@@ -82,7 +82,8 @@ def _worker(rank: int, size: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
     try:
         torch.save(_one_step(World(rank, size, rank)), f"{out}.{rank}")
-    finally:
+    finally:       # every process done with the group before any leaves it (gloo aborts otherwise)
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -111,7 +112,8 @@ def _gather_worker(rank: int, size: int, store: str, out: str) -> None:
         (gathered * torch.arange(1.0, 25.0).view(1, 6, 4)).sum().backward()
         torch.save({"whole": None if whole is None else torch.from_numpy(whole), "gathered": gathered.detach(),
                     "grad": z.grad}, f"{out}.{rank}")
-    finally:
+    finally:       # every process done with the group before any leaves it (gloo aborts otherwise)
+        dist.barrier()
         dist.destroy_process_group()
 
 
