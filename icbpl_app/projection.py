@@ -12,9 +12,10 @@ and finishes again is re-projected.
 Up to SAMPLE_ABOVE points UMAP is fitted on all latents. Above it, it is fitted on a seeded
 sample of SAMPLE_SIZE latents (plus the PEDCC points), stratified by cluster so that small
 clusters are in it, and the other latents are placed with UMAP's `transform`, CHUNK rows at a
-time read from the memory-mapped latents.npy, so memory stays bounded whatever the run's size.
-There, cuML's UMAP (GPU) is used when it imports and a GPU is present, umap-learn's otherwise;
-the procedure, and so the cache key, is the same.
+time read from the memory-mapped latents.npy, so memory stays bounded whatever the run's size
+(the threshold and sample size: docs/BENCHMARKS.md#a-million-points). There, cuML's UMAP (GPU)
+is used when it imports and a GPU is present, umap-learn's otherwise; the procedure, and so the
+cache key, is the same.
 It is written atomically, and a lock file makes concurrent requests (two tabs, the
 background precompute) fit it once: the second waits and reads the first one's result.
 

@@ -47,9 +47,9 @@ def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 10
     return out
 
 
-# The latent page draws at most MAX_DRAWN points (the environment variable ICBPL_LATENT_MAX_POINTS
-# sets another limit); a bigger run is drawn as a seeded sample, every cluster keeping at least
-# DRAWN_FLOOR of its points.
+# The latent page draws at most MAX_DRAWN points (docs/BENCHMARKS.md#a-million-points; the
+# environment variable ICBPL_LATENT_MAX_POINTS sets another limit); a bigger run is drawn as a
+# seeded sample, every cluster keeping at least DRAWN_FLOOR of its points.
 DRAWN_FLOOR = 2_000
 DRAWN_SEED = 0
 
