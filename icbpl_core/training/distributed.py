@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-LAUNCHED_ENV = "ICBPL_LAUNCHED_BY"    # set by `icbpl --gpus N` for the processes it starts
 COLLECTIVE_TIMEOUT_MINUTES = 60       # rank 0 alone mines neighbours and writes caches while the others wait
 
 
@@ -64,12 +63,6 @@ def init_world(device: torch.device) -> World:
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=timedelta(minutes=COLLECTIVE_TIMEOUT_MINUTES))
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def current() -> World:
-    if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-    return SINGLE
 
 
 def gather_with_grad(z: torch.Tensor, world: World) -> torch.Tensor:

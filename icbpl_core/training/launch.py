@@ -9,12 +9,11 @@ ahead) and tells the others, so they never race it.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from .distributed import LAUNCHED_ENV, SINGLE, World, broadcast, current, under_torchrun
+from .distributed import SINGLE, World, barrier, broadcast, under_torchrun
 
-__all__ = ["current", "finish", "is_refusal", "join", "reason", "refused", "share", "under_torchrun", "with_torchrun"]
+__all__ = ["finish", "is_refusal", "join", "reason", "refused", "share", "under_torchrun", "with_torchrun"]
 
 
 def torchrun_args(n: int, argv: list[str]) -> list[str]:
@@ -44,7 +43,6 @@ def with_torchrun(n: int, argv: list[str]) -> int:
 
     args = torchrun_args(n, argv)
     print(f"launching {n} processes: torchrun {' '.join(args)}", file=sys.stderr, flush=True)
-    os.environ[LAUNCHED_ENV] = "icbpl"
     try:
         run(get_args_parser().parse_args(args))
     except ChildFailedError as exc:
@@ -92,5 +90,5 @@ def finish(world: World) -> None:
     results while the others wait here; a process leaving gloo mid-collective aborts)."""
     if world.distributed:
         import torch.distributed as dist
-        dist.barrier()
+        barrier(world)
         dist.destroy_process_group()
