@@ -1,5 +1,5 @@
 """Which MobileNetV2 features cluster Fashion-MNIST best? (the study behind the 96 px
-default, and the leads for issue 5)
+default and the mobilenet_v2_mid feature tap)
 
     python bench/study_fashion_features.py [--sizes 64,96,128] [--n 10000] [--taps 13,16,17,18] [--grids 3]
 
