@@ -108,19 +108,14 @@ class SlowBackbone(Backbone):
 
 
 def test_preparation_of_the_next_batch_overlaps_the_forward_pass(images):
-    slow = SlowBackbone(prepare_s=0.04, forward_s=0.04)
-    timings = []
-    for _ in range(3):                      # timing on a shared machine: the best of three attempts
-        started = time.perf_counter()
-        extract(slow, images, batch_size=7, prefetch=0)               # 10 batches, serial: ~0.8 s
-        serial = time.perf_counter() - started
-        started = time.perf_counter()
-        extract(slow, images, batch_size=7)                           # overlapped: ~0.44 s
-        timings.append((time.perf_counter() - started) / serial)
-        if timings[-1] < 0.8:
-            break
-    assert slow.overlaps > 0                                          # prepare ran during a forward pass
-    assert min(timings) < 0.8, timings
+    """Behaviour, not wall time (this machine is shared): with prefetch, the next batch is being
+    prepared while the model runs; without it, never."""
+    serial = SlowBackbone(prepare_s=0.04, forward_s=0.04)
+    extract(serial, images, batch_size=7, prefetch=0)                 # 10 batches, prepared in line
+    assert serial.overlaps == 0
+    overlapped = SlowBackbone(prepare_s=0.04, forward_s=0.04)
+    extract(overlapped, images, batch_size=7)
+    assert overlapped.overlaps >= 3                                   # most of the 9 next batches
 
 
 def test_errors_in_preparation_or_forward_reach_the_caller_and_stop_the_thread(backbone, images):
