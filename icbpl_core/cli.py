@@ -1,6 +1,7 @@
-"""Command line: train, resume, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
+"""Command line: train, choose, resume, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
 
     icbpl train --dataset digits
+    icbpl choose --dataset folder --data-root ~/photos --n-clusters 5
     icbpl export RUN_DIR --out labels.csv
     icbpl runs
 Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line.
@@ -92,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache-dir", metavar="DIR", help=cache_help)
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
+    choose = sub.add_parser("choose", help="choose the auto recipe for a dataset (what `train --recipe auto` "
+                            "would use) and print it", description="Score every candidate recipe on a sample of "
+                            "the images, without labels, and print the choice; options as for train.")
+    add_param_options(choose)
+    choose.add_argument("--cache-dir", metavar="DIR", help=cache_help)
+    choose.add_argument("--out", metavar="FILE.json", help="also write the choice (candidates, scores, why) here")
+    choose.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument(GPUS.flag, dest="gpus", type=_parse_as(GPUS), default=None, metavar="N", help=_help(GPUS))
@@ -110,30 +119,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "gpus", None) and args.gpus > 1:
+    if args.command in ("train", "resume") and (args.gpus or 1) > 1:
         from .training.launch import under_torchrun, with_torchrun
         if not under_torchrun():
             return with_torchrun(args.gpus, sys.argv[1:] if argv is None else argv)
     try:
-        return {"train": _train, "resume": _resume, "export": _export, "runs": _runs}[args.command](args)
+        return {"train": _train, "choose": _choose, "resume": _resume, "export": _export,
+                "runs": _runs}[args.command](args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return EXIT_STOPPED
 
 
 def spec_from_args(args):
-    """The RunSpec the options ask for: given values over the table's and the dataset's defaults."""
+    """The RunSpec the options ask for: given values over the recipe's, the table's and the dataset's
+    defaults (an auto recipe's values are chosen later, from the images: with_choice)."""
     from .config import RunSpec, TrainConfig
 
-    from .recipes import recipe_values
+    from .recipes import default_recipe, recipe_values
 
     given = {p.name: getattr(args, p.name) for p in params.on("cli")}
-    preset = recipe_values(given.get("recipe") or params.param("recipe").default)
+    dataset = given.get("dataset") or params.param("dataset").default
+    given["recipe"] = given.get("recipe") or default_recipe(dataset)
+    preset = recipe_values(given["recipe"])
     given = {**preset, **{k: v for k, v in given.items() if v is not None}}
     spec = {p.name: given[p.name] for p in params.at_level("spec") if given.get(p.name) is not None}
     train = {p.name: given[p.name] for p in params.at_level("train") if p.name in given}
-    return RunSpec(**spec, train=TrainConfig.for_dataset(spec.get("dataset", params.param("dataset").default),
-                                                         **train))
+    return RunSpec(**spec, train=TrainConfig.for_dataset(dataset, **train))
+
+
+def with_choice(spec, args):
+    """(spec, None), or for the auto recipe (spec with the chosen values, the Choice), the choice
+    made from the images with progress on stderr."""
+    if spec.recipe != "auto":
+        return spec, None
+    from .training.choice import choose
+
+    given = {p.name for p in params.on("cli") if getattr(args, p.name, None) is not None}
+    last = [0.0]
+
+    def progress(what: str, done: int, total: int) -> None:
+        import time
+        if not args.quiet and (time.monotonic() - last[0] > 1.0 or done == total):
+            last[0] = time.monotonic()
+            print(f"choosing the recipe: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
+    spec.resolved()    # refuse what cannot run (a missing GPU, a bad combination) before minutes of choosing
+    choice = choose(spec, given, progress=progress, cache_dir=args.cache_dir)
+    if not args.quiet:
+        print(f"auto recipe: {choice.why}\n{choice.table()}", file=sys.stderr, flush=True)
+    return choice.applied(spec), choice
 
 
 def _runs_dir(args):
@@ -142,8 +176,10 @@ def _runs_dir(args):
 
 
 def _train(args) -> int:
+    from .config import RunSpec
     from .errors import IcbplError
-    from .store.runs import create_run, open_run
+    from .store import atomic
+    from .store.runs import CHOICE_FILE, create_run, open_run
     from .training import launch
 
     try:
@@ -152,15 +188,36 @@ def _train(args) -> int:
         return _fail(hint(exc), EXIT_USAGE)
     verdict = None
     try:
-        spec = spec_from_args(args).resolved()
-        if world.main:     # rank 0 creates the run folder and tells the other processes where it is
-            verdict = str(create_run(_runs_dir(args), spec.to_dict()).path)
+        if world.main:     # rank 0 chooses, creates the run folder and tells the other processes where it is
+            spec, choice = with_choice(spec_from_args(args), args)
+            spec = spec.resolved()
+            run = create_run(_runs_dir(args), spec.to_dict())
+            if choice is not None:
+                atomic.write_json(run.file(CHOICE_FILE), choice.to_dict())
+            verdict = str(run.path)
     except IcbplError as exc:
         verdict = launch.refused(hint(exc))
     verdict = launch.share(verdict, world)
     if launch.is_refusal(verdict):
         return _fail(launch.reason(verdict), EXIT_USAGE) if world.main else EXIT_USAGE
-    return _execute(spec, open_run(verdict), resume=False, args=args, world=world)
+    run = open_run(verdict)
+    return _execute(RunSpec.from_dict(run.config), run, resume=False, args=args, world=world)
+
+
+def _choose(args) -> int:
+    """Print the auto recipe's choice; stdout's last line is the `train` options it sets."""
+    from .errors import IcbplError
+    from .store import atomic
+
+    args.recipe = "auto"
+    try:
+        _, choice = with_choice(spec_from_args(args), args)
+    except IcbplError as exc:
+        return _fail(hint(exc), EXIT_USAGE)
+    if args.out:
+        atomic.write_json(args.out, choice.to_dict())
+    print(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in choice.values.items() if v is not None))
+    return 0
 
 
 def _resume(args) -> int:

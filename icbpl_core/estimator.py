@@ -66,10 +66,11 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         values = {p.name: getattr(self, _name(p)) for p in PARAMS if p.level == "train"}
         return TrainConfig(**values)
 
-    def fit(self, X, y=None, views=None) -> "ICBPL":
+    def fit(self, X, y=None, views=None, neighbours=None) -> "ICBPL":
         """Train on X (n_samples, n_features). `views` (n_views, n_samples, n_features)
-        optionally gives features of augmented copies; `y` is only used to report
-        metrics in history_ (training never sees it)."""
+        optionally gives features of augmented copies; `neighbours` (n_samples, k) the indices
+        of each row's neighbours, when they come from other features than X (default: X's own
+        cosine nearest); `y` is only used to report metrics in history_ (training never sees it)."""
         X = _check_features(X)
         config = self._config()
         config.validate()
@@ -84,8 +85,14 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         self.centroids_ = make_pedcc(config.n_clusters, config.latent_dim, self.random_state)
         place = placement(config.device)
-        self.neighbours_ = nearest_neighbours(X, min(config.n_neighbours, X.shape[0] - 1), config.knn_backend,
-                                              place.device)[0]
+        if neighbours is None:
+            self.neighbours_ = nearest_neighbours(X, min(config.n_neighbours, X.shape[0] - 1), config.knn_backend,
+                                                  place.device)[0]
+        else:
+            self.neighbours_ = np.asarray(neighbours, dtype=np.int64)
+            if self.neighbours_.ndim != 2 or len(self.neighbours_) != len(X) or not (
+                    (self.neighbours_ >= 0) & (self.neighbours_ < len(X))).all():
+                raise ValueError(f"neighbours must be row indices of shape ({len(X)}, k)")
         heads = MultiHead(X.shape[1], config.hidden_dim, config.latent_dim, config.n_heads)
         heads.set_input_stats(torch.from_numpy(X))
         source = FeatureSource(X, views, noise=self.view_noise)

@@ -151,9 +151,11 @@ PARAMS: tuple[Param, ...] = (
           label="Download it when training starts", group="data", advanced=False),
     Param("limit", int, None, "a seeded, class-balanced subset of at most this many images", "spec",
           label="Use at most this many images", group="data", low=1, optional=True, advanced=False, step=100),
-    Param("recipe", str, "dataset", "a named preset of several settings, under the ones given: dataset (its "
-          "measured recipe) or paper (self-supervised ResNet-50, layer3+layer4 fine-tuned at 224 px, batch 512)",
-          "spec", label="Recipe", group="data", choices=lambda: list(_recipes()), surfaces=("cli",)),
+    Param("recipe", str, None, "a named preset of several settings, under the ones given: auto (chosen from "
+          "your images before training, without labels), dataset (its measured recipe) or paper (self-supervised "
+          "ResNet-50, layer3+layer4 fine-tuned at 224 px, batch 512); not given: auto for a folder or zip, else "
+          "dataset", "spec", label="Recipe", group="data", choices=lambda: list(_recipes()), optional=True,
+          advanced=False),
     # -- model -------------------------------------------------------------------------------------
     Param("backbone", str, None, "the feature extractor (default: the dataset's)", "spec", label="Backbone",
           group="model", choices=_backbone_names, open_prefix="timm:", optional=True, cache_key="backbone",

@@ -2,6 +2,9 @@
 and under anything given explicitly (`icbpl train --recipe paper --epochs 100`).
 
     dataset  the dataset's own measured recipe (datasets registry), nothing more
+    auto     chosen from the images themselves before training (training/choice.py): the
+             backbone and feature tap, input size, neighbour source and head recipe that score
+             best on a sample, without labels; the default for own folders and zips
     paper    the published setup (docs/METHOD.md): a self-supervised ResNet-50 (MoCo v2, downloaded,
              or any checkpoint the registry reads with --weights), conv1 to layer2 frozen, layer3,
              layer4 and the head trained on 224 px images with SimCLR views; batch 512, Adam 1e-3,
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 RECIPES: dict[str, dict] = {
     "dataset": {},
+    "auto": {},            # its values come from training/choice.py, per data set
     "paper": {"backbone": "mocov2_resnet50", "mode": "finetune", "image_size": 224, "augment": "simclr",
               "batch_size": 512, "lr": 1e-3, "epochs": 400},
 }
@@ -20,3 +24,9 @@ RECIPES: dict[str, dict] = {
 
 def recipe_values(name: str) -> dict:
     return dict(RECIPES[name])
+
+
+def default_recipe(dataset: str) -> str:
+    """Not given: auto for the user's own images (a folder, a zip), else the dataset's own."""
+    from .datasets import get_entry
+    return "auto" if get_entry(dataset).own_data else "dataset"

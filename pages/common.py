@@ -413,13 +413,14 @@ def where_it_runs(config: dict) -> str:
     return text + (f", {size} processes" if size > 1 else "")
 
 
-def start_run(draft) -> None:
-    """Launch the draft as a background job (once per click) and open the Train page on it."""
+def start_run(draft, choice: dict | None = None) -> None:
+    """Launch the draft as a background job (once per click) and open the Train page on it;
+    `choice`: the auto recipe's, recorded in the run."""
     import uuid
 
     request = st.session_state.setdefault("launch_request", uuid.uuid4().hex)
     try:
-        run = jobs.launch(runs_dir(), draft.spec(), request_id=request, gpus=draft["gpus"])
+        run = jobs.launch(runs_dir(), draft.spec(), request_id=request, gpus=draft["gpus"], choice=choice)
     except jobs.DuplicateJob as exc:
         st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}. It is now the current run; change a setting "
                    "(e.g. the seed) to start another.", icon=":material/warning:")

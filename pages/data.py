@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from icbpl_app import form, state, uploads
+from icbpl_app import choosing, form, state, uploads
 from icbpl_core.backbones import BACKBONES, backbone_names
 from icbpl_core.datasets import DATASETS, get_entry, load_dataset
 from icbpl_core.errors import DatasetError
+from icbpl_core.recipes import RECIPES, default_recipe
 from pages import common
 
 common.entry()
@@ -145,6 +146,82 @@ def follow_dataset(values: dict, dataset) -> None:
         st.session_state["d_k_for"] = images
 
 
+RECIPE_LABELS = {"auto": "auto: chosen from your images", "dataset": "the dataset's own (measured) settings",
+                 "paper": "paper: self-supervised ResNet-50 fine-tuned at 224 px (GPU)"}
+
+
+def choose_recipe(draft: state.Draft, name: str) -> str:
+    """The recipe: auto (chosen from the images before training), the dataset's own, or the paper's."""
+    recipe = common.param_input("recipe", draft["recipe"] or default_recipe(name), options=list(RECIPES),
+                                format_func=lambda r: RECIPE_LABELS.get(r, r),
+                                help="A preset of the backbone, input size, neighbour source and head. auto scores "
+                                     "every candidate on a sample of the images (no labels read) and fills the "
+                                     "fields below; change any field afterwards to override it.")
+    if st.session_state.get("d_recipe_values_for") != (name, recipe) and recipe != "auto":
+        preset = {**state.train_defaults(name), "backbone": get_entry(name).default_backbone,
+                  "mode": "auto", "image_size": None, "neighbours_from": "auto", **RECIPES[recipe]}
+        if "d_recipe_values_for" in st.session_state:      # a change of recipe, not the first visit
+            _fill(preset)
+    st.session_state["d_recipe_values_for"] = (name, recipe)
+    return recipe
+
+
+def _fill(values: dict) -> None:
+    """Put values into the form's fields (before they are drawn)."""
+    for field in form.FIELDS.values():
+        if field.name in values and field.name not in ("n_clusters", "seed", "recipe"):
+            st.session_state[field.key] = field.to_widget(values[field.name])
+
+
+def apply_finished_choice(values: dict) -> None:
+    """A choice that finished since the last run of this page fills the fields once."""
+    job = choosing.job_for(state.runs_dir(), values)
+    if job.state == "done" and st.session_state.get("d_choice_applied") != job.key:
+        _fill(choosing.form_values(job.choice))
+        st.session_state["d_choice_applied"] = job.key
+
+
+@st.fragment(run_every=1.5)
+def watch_choice(values: dict) -> None:
+    """Progress of a running choice; when it ends, the whole page reruns to show and apply it."""
+    job = choosing.job_for(state.runs_dir(), values)
+    if job.state == "running":
+        st.info(f"Choosing the recipe: {job.progress}", icon=":material/hourglass_top:")
+    elif st.session_state.get("d_choice_watching") == job.key:
+        st.session_state.pop("d_choice_watching")
+        st.rerun()
+
+
+def show_choice(values: dict, ready: bool) -> None:
+    """The auto recipe: the choice and every candidate's scores, or the button that makes it."""
+    job = choosing.job_for(state.runs_dir(), values)
+    if job.state == "running":
+        st.session_state["d_choice_watching"] = job.key
+        watch_choice(values)
+        return
+    if job.state == "done":
+        choice = job.choice
+        changed = choosing.overridden(choice, values)
+        st.success(f"Auto recipe: **{choice.chosen}**. {choice.why[:1].upper()}{choice.why[1:]}."
+                   + (f" Overridden by hand: {', '.join(state.label(n) for n in changed)}." if changed else ""),
+                   icon=":material/auto_awesome:")
+        with st.expander(f"Scores of every candidate ({choice.seconds:.0f} s on {choice.sample:,} images)"):
+            rows = [{"candidate": n, "chosen": n == choice.chosen,
+                     **{k: round(v, 4) for k, v in s.items() if isinstance(v, float)}} for n, s in choice.scores.items()]
+            st.dataframe(rows, hide_index=True, width="stretch")
+            st.caption(f"Chosen by {choice.criterion.replace('_', ' ')}; the other columns are shown for "
+                       "comparison. No label is read. Same as `icbpl choose` with these settings.")
+        return
+    if job.state == "failed":
+        st.error(f"Choosing the recipe failed: {job.progress}", icon=":material/error:")
+    st.info("The auto recipe picks the features and head for these images: it scores each candidate with short "
+            "runs on a sample (about a minute here), without reading labels.", icon=":material/auto_awesome:")
+    if st.button("Choose for me", key="d_choose", disabled=not ready, icon=":material/auto_awesome:"):
+        choosing.start(state.runs_dir(), values)
+        st.session_state["d_choice_watching"] = choosing.job_for(state.runs_dir(), values).key
+        st.rerun()
+
+
 def choose_model(draft: state.Draft, name: str, dataset) -> dict:
     """Section 2: the backbone, K, epochs and mode up front; every other field under Advanced."""
     default_backbone = get_entry(name).default_backbone
@@ -205,6 +282,12 @@ with right:
 follow_dataset(values, dataset)
 st.divider()
 st.subheader("2 · Model and training")
+values["recipe"] = choose_recipe(draft, values["dataset"])
+# what the choice depends on is known before the model fields are drawn: the images, K, the seed
+choice_values = {**draft.to_dict(), **values}
+if values["recipe"] == "auto":
+    apply_finished_choice(choice_values)
+    show_choice(choice_values, ready=dataset is not None)
 values.update(choose_model(draft, values["dataset"], dataset))
 draft = state.Draft({**draft.to_dict(), **values})
 st.session_state["draft"] = draft.to_dict()
@@ -212,15 +295,30 @@ st.session_state["draft"] = draft.to_dict()
 problems = state.problems(draft, n_images)
 if open_error and not values["download"]:
     problems = ["The images cannot be opened: see “1 · Images” above."] + problems
+choice_job = choosing.job_for(state.runs_dir(), draft.to_dict()) if draft["recipe"] == "auto" else None
 st.divider()
 if problems:
     for problem in problems:
         st.error(problem, icon=":material/error:")
     st.button("Start training", type="primary", disabled=True, key="d_start_disabled")
+elif choice_job is not None and choice_job.state != "done":
+    st.info("The auto recipe is chosen before training starts.", icon=":material/auto_awesome:")
+    if st.button("Choose the recipe, then start →", type="primary", key="d_choose_start",
+                 disabled=choice_job.state == "running"):
+        choosing.start(state.runs_dir(), draft.to_dict())
+        st.session_state["d_choice_watching"] = choice_job.key
+        st.session_state["d_start_after_choice"] = choice_job.key
+        st.rerun()
 else:
     st.success(f"Ready: {draft['dataset']}" + (f" ({n_images:,} images)" if n_images else "")
-               + f", backbone {draft['backbone']}, K = {draft['n_clusters']}, {draft['epochs']} epochs.",
-               icon=":material/check_circle:")
-    if st.button("Start training →", type="primary", key="d_start",
-                 help="Starts a background job and opens the Train page to watch it."):
-        common.start_run(draft)
+               + f", recipe {draft['recipe']}, backbone {draft['backbone']}, K = {draft['n_clusters']}, "
+               f"{draft['epochs']} epochs.", icon=":material/check_circle:")
+    choice = choice_job.choice.to_dict() if choice_job is not None else None
+    if choice is not None:
+        choice["overridden"] = choosing.overridden(choice_job.choice, draft.to_dict())
+    start_now = choice_job is not None and st.session_state.get("d_start_after_choice") == choice_job.key
+    if start_now:
+        st.session_state.pop("d_start_after_choice")
+    if start_now or st.button("Start training →", type="primary", key="d_start",
+                              help="Starts a background job and opens the Train page to watch it."):
+        common.start_run(draft, choice)

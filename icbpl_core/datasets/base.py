@@ -157,3 +157,30 @@ class IndexedSubset(ImageDataset):
     def unreadable(self) -> list[int]:
         failed = set(self.parent.unreadable())
         return [i for i, parent in enumerate(self.indices) if int(parent) in failed] if failed else []
+
+
+class Unlabelled(ImageDataset):
+    """A dataset's images without its labels, for what must never read them (the auto recipe)."""
+
+    labels = None
+    class_names: list[str] = []
+
+    def __init__(self, parent: ImageDataset) -> None:
+        self.parent = parent
+        self.name = parent.name
+        self.skipped = list(getattr(parent, "skipped", []))
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def image(self, index: int) -> Image.Image:
+        return self.parent.image(index)
+
+    def item_id(self, index: int) -> str:
+        return self.parent.item_id(index)
+
+    def unreadable(self) -> list[int]:
+        return self.parent.unreadable()
+
+    def to_array(self, size: int | None = None) -> np.ndarray:
+        return self.parent.to_array(size)

@@ -43,6 +43,7 @@ STATES = ("running", "finished", "failed", "cancelled", "interrupted")   # what 
 ACTIVE = ("starting", "running")        # "starting": a launched process has not written its status yet
 RESUMABLE = ("cancelled", "interrupted", "failed")
 JOB_NAME = "job.json"
+CHOICE_FILE = "choice.json"      # the auto recipe's choice: candidates, scores, why (training/choice.py)
 LOCK_NAME = ".training.lock"
 
 
@@ -74,6 +75,11 @@ class Run:
     @property
     def config(self) -> dict:
         return _read_json(self.file("config.json")) or {}
+
+    @property
+    def choice(self) -> dict | None:
+        """How the auto recipe chose this run's settings, when it did."""
+        return _read_json(self.file(CHOICE_FILE))
 
     def job(self) -> dict:
         """job.json: the process a launcher started for this run ({} when none was)."""
