@@ -333,3 +333,30 @@ def describe(e: dict) -> str:
 
 def _count(ids: list[int]) -> str:
     return f"image {ids[0]}" if len(ids) == 1 else f"{len(ids)} images ({_ranges(ids[:200])}{', ...' if len(ids) > 200 else ''})"
+
+
+def parse_ids(text: str) -> list[int]:
+    """Image ids as a person writes them: "3, 17 40-45" (commas or spaces, ranges inclusive)."""
+    out: list[int] = []
+    for token in text.replace(",", " ").split():
+        low, sep, high = token.partition("-")
+        try:
+            out += list(range(int(low), int(high) + 1)) if sep and low else [int(token)]
+        except ValueError:
+            raise CurationError(f"{token!r} is not an image id (ids are whole numbers, ranges like 40-45)") from None
+    return sorted(set(out))
+
+
+def read_ids(path) -> list[int]:
+    """Image ids from a file: ids as parse_ids reads them, or a CSV with an `index` column (an export)."""
+    import csv
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CurationError(f"cannot read the ids file {path}: {exc.strerror or exc}") from None
+    first = text.split("\n", 1)[0]
+    if "index" in first.split(","):
+        return sorted({int(row["index"]) for row in csv.DictReader(text.splitlines())})
+    return parse_ids("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
