@@ -100,8 +100,9 @@ class Curation:
                 continue    # a line cut short by a crash: never acknowledged, so no edit is lost
         return out
 
-    def state(self) -> Curated:
-        raw = self.run.assignments()["cluster"].to_numpy(np.int64)
+    def state(self, raw: np.ndarray | None = None) -> Curated:
+        """The curated state (`raw`: the model's clusters, when the caller has read them already)."""
+        raw = self.run.assignments()["cluster"].to_numpy(np.int64) if raw is None else np.asarray(raw, np.int64)
         return replay(self.entries(), raw, self._n_clusters(raw), _fingerprint(raw))
 
     def _n_clusters(self, raw: np.ndarray) -> int:
@@ -152,7 +153,7 @@ class Curation:
 
     def _append(self, edit: dict) -> dict:
         """Check `edit` against the latest state and append it, under the lock; returns the entry."""
-        self._check_not_training()
+        self.check_editable()
         with file_lock(self.run.file(LOCK), timeout=30):
             raw = self.run.assignments()["cluster"].to_numpy(np.int64)
             entries = self.entries()
@@ -183,7 +184,8 @@ class Curation:
                 raise disk_full(self.path) from None
             raise
 
-    def _check_not_training(self) -> None:
+    def check_editable(self) -> None:
+        """Raise RunError unless the run has finished training (and is not being trained again)."""
         state = self.run.state
         if state in ACTIVE or is_locked(self.run.file(LOCK_NAME)):
             raise RunError(f"run {self.run.id} is being trained ({state}); it can be curated when training ends")
