@@ -35,8 +35,13 @@ def waiting_reason(run: Run) -> str | None:
     return None
 
 
-def curated_state(run: Run, raw: np.ndarray) -> Curated:
-    return Curation(run).state(raw)
+def curated_state(run: Run, raw: np.ndarray) -> tuple[Curated, str | None]:
+    """The run's curated state, or (when its edit log cannot be replayed over these assignments)
+    the model's, with what is wrong."""
+    try:
+        return Curation(run).state(raw), None
+    except RunError as exc:
+        return Curation(run).unedited(raw), app_state.message(exc)
 
 
 def curated_table(table, curated: Curated):

@@ -27,7 +27,10 @@ def curated_of(path: str, version: str, log_version: str):
     return cur.curated_state(run, common.assignments(run)["cluster"].to_numpy())
 
 
-curated = curated_of(str(run.path), common.stamp(run, "assignments.csv"), common.stamp(run, LOG_NAME))
+curated, log_problem = curated_of(str(run.path), common.stamp(run, "assignments.csv"), common.stamp(run, LOG_NAME))
+if log_problem:
+    st.warning(f"The model's clusters are shown without edits: {log_problem[:1].lower()}{log_problem[1:]}",
+               icon=":material/warning:")
 table = cur.curated_table(common.assignments(run), curated)
 metrics = common.metrics(run)
 names = common.class_names_of(run)

@@ -105,6 +105,11 @@ class Curation:
         raw = self.run.assignments()["cluster"].to_numpy(np.int64) if raw is None else np.asarray(raw, np.int64)
         return replay(self.entries(), raw, self._n_clusters(raw), _fingerprint(raw))
 
+    def unedited(self, raw: np.ndarray) -> Curated:
+        """The model's labelling as a state with no edits (where the log cannot be read)."""
+        raw = np.asarray(raw, np.int64)
+        return replay([], raw, self._n_clusters(raw))
+
     def _n_clusters(self, raw: np.ndarray) -> int:
         k = (self.run.config.get("train") or {}).get("n_clusters")
         return max(int(k or 0), int(raw.max()) + 1 if len(raw) else 0)

@@ -125,3 +125,28 @@ def test_export_offers_the_raw_and_the_curated_csv(run_dir):
     labels = [d.proto.label for d in raw]
     assert any(label.startswith("Download 240 rows") for label in labels) and "Download curated CSV" in labels
     assert "curated_cluster" in texts(at)
+
+
+def test_two_tabs_editing_one_run_lose_no_edit(run_dir):
+    first, second = clusters_page(run_dir), clusters_page(run_dir)      # two sessions, each with its state
+    first.text_input(key="cur_typed").set_value("7").run()
+    second.text_input(key="cur_typed").set_value("8").run()
+    first.button(key="cur_flag_go").click().run()
+    second.selectbox(key="cur_flag_as").set_value("verified").run()
+    second.button(key="cur_flag_go").click().run()                    # made on a page that had not seen edit 1
+    assert "Edit 2: flagged image 8 verified." in outcome(second)
+    state = Curation(Run(run_dir)).state()
+    assert state.flag[7] == "outlier" and state.flag[8] == "verified"
+    first.run()
+    assert len(first.dataframe[-1].value) == 2                        # the first tab sees both on its next run
+
+
+def test_a_log_made_before_the_run_was_trained_again_is_shown_not_replayed(run_dir):
+    import pandas as pd
+
+    Curation(Run(run_dir)).flag([0], "outlier")
+    table = pd.read_csv(run_dir / "assignments.csv")
+    table["cluster"] = table["cluster"].to_numpy()[::-1]
+    table.to_csv(run_dir / "assignments.csv", index=False)
+    at = clusters_page(run_dir)
+    assert any("shown without edits" in w.value and "trained again" in w.value for w in at.warning)
