@@ -64,7 +64,7 @@ def selection(picked, typed: str, latent: list[int] | None, n_images: int) -> tu
     """The images an edit applies to: those picked in the gallery, typed ("3, 17, 40-45") and,
     when given, the Latent space page's selection; with a problem to show (or None)."""
     try:
-        ids = set(int(i) for i in picked) | set(parse_ids(typed or "")) | set(int(i) for i in latent or [])
+        ids = {int(i) for i in picked} | set(parse_ids(typed or "")) | {int(i) for i in latent or []}
     except IcbplError as exc:
         return [], app_state.message(exc)
     bad = sorted(i for i in ids if not 0 <= i < n_images)

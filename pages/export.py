@@ -54,13 +54,12 @@ else:
     d1.download_button(f"Download {rows:,} rows as CSV", data, file_name=name, mime="text/csv",
                        type="primary", key="export_download", icon=":material/download:",
                        help="The model's clusters, as the run wrote them.")
-    with d2:
-        with common.guard("the curated export"):
-            cdata, _ = curated_bytes(str(run.path), version, common.stamp(run, LOG_NAME), indices)
-            st.download_button("Download curated CSV", cdata, file_name=name.replace("-clusters", "-curated"),
-                               mime="text/csv", key="export_curated", icon=":material/edit_note:",
-                               help="The same rows with curated_cluster, cluster_name, flag and edited "
-                                    "(the edits made under Curate on the Clusters page).")
+    with d2, common.guard("the curated export"):
+        cdata, _ = curated_bytes(str(run.path), version, common.stamp(run, LOG_NAME), indices)
+        st.download_button("Download curated CSV", cdata, file_name=name.replace("-clusters", "-curated"),
+                           mime="text/csv", key="export_curated", icon=":material/edit_note:",
+                           help="The same rows with curated_cluster, cluster_name, flag and edited "
+                                "(the edits made under Curate on the Clusters page).")
     table = head(str(run.path), version, None if indices is None else indices[:20])
     st.caption("Columns: index (position in the dataset), path (file or dataset id), cluster, confidence "
                "(cosine to the cluster's PEDCC point), margin (to the second closest)"

@@ -323,7 +323,9 @@ def describe(e: dict) -> str:
     """One line for an entry of the history."""
     op = e.get("op")
     if op == "name":
-        return f"named cluster {e['cluster']} {e['name']!r}" if e["name"] else f"cleared the name of cluster {e['cluster']}"
+        if not e["name"]:
+            return f"cleared the name of cluster {e['cluster']}"
+        return f"named cluster {e['cluster']} {e['name']!r}"
     if op == "merge":
         return f"merged clusters {', '.join(map(str, e['clusters'][1:]))} into {e['clusters'][0]}"
     if op == "split":
@@ -339,7 +341,9 @@ def describe(e: dict) -> str:
 
 
 def _count(ids: list[int]) -> str:
-    return f"image {ids[0]}" if len(ids) == 1 else f"{len(ids)} images ({_ranges(ids[:200])}{', ...' if len(ids) > 200 else ''})"
+    if len(ids) == 1:
+        return f"image {ids[0]}"
+    return f"{len(ids)} images ({_ranges(ids[:200])}{', ...' if len(ids) > 200 else ''})"
 
 
 def parse_ids(text: str) -> list[int]:

@@ -89,7 +89,7 @@ def test_images_picked_in_the_gallery_are_moved(run_dir):
     gallery = [b for b in at.button if b.key and b.key.startswith("least-")]
     picked = [int(b.key.rsplit("-", 1)[1]) for b in gallery[:2]]
     gallery[0].click().run()
-    [b for b in at.button if b.key == gallery[1].key][0].click().run()
+    next(b for b in at.button if b.key == gallery[1].key).click().run()
     assert sorted(at.multiselect(key=f"cur_pick_{run_dir.name}").value) == sorted(picked)
     source = at.selectbox(key="cl_cluster").value
     target = next(c for c in at.selectbox(key="cur_move_to").options if int(str(c).split()[1]) != source)

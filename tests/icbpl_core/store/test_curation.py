@@ -54,7 +54,7 @@ def test_name_merge_move_flag_replay_and_never_touch_the_assignments(tmp_path):
     c.flag([4], "none")
     assert Curation(run).state().flag[4] == ""
     assert run.file("assignments.csv").read_bytes() == before
-    assert [e["seq"] for e in c.entries()] == list(range(0, 7))
+    assert [e["seq"] for e in c.entries()] == list(range(7))
 
 
 def test_undo_and_redo_are_entries_and_a_new_edit_ends_redo(tmp_path):
@@ -114,9 +114,9 @@ def test_bad_clusters_and_images_are_refused_with_what_exists(tmp_path):
 
 def test_a_run_in_training_cannot_be_curated(tmp_path):
     run = finished_run(tmp_path)
-    with file_lock(run.file(LOCK_NAME), timeout=0):
-        with pytest.raises(RunError, match="being trained .* when training ends"):
-            Curation(run).name(0, "x")
+    with file_lock(run.file(LOCK_NAME), timeout=0), \
+            pytest.raises(RunError, match="being trained .* when training ends"):
+        Curation(run).name(0, "x")
     run.set_status("running")
     with pytest.raises(RunError, match="being trained"):
         Curation(run).name(0, "x")
