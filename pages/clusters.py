@@ -21,7 +21,7 @@ if run is None:
 
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=8)     # read only: shared, not copied, per rerun
 def curated_of(path: str, version: str, log_version: str):
     run = open_run(path)
     return cur.curated_state(run, common.assignments(run)["cluster"].to_numpy())
@@ -193,6 +193,9 @@ else:
             st.error(problem, icon=":material/error:")
         st.caption(f"{len(ids):,} image(s) selected" + (f": {', '.join(f'#{i}' for i in ids[:20])}"
                                                          + (" ..." if len(ids) > 20 else "") if ids else "."))
+        if ids:
+            common.html_gallery(run, ids[:48], table, names, size=48,
+                                extra={i: f for i, f in zip(ids[:48], curated.flag[ids[:48]]) if f})
         m1, m2 = st.columns(2)
         with m1:
             target = st.selectbox("Move them to", known, index=known.index(cluster), key="cur_move_to",
