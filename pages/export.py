@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from icbpl_app import curation, state
+from icbpl_core.errors import RunError
 from icbpl_core.store.curation import LOG_NAME
 from icbpl_core.store.export import export_table
 from icbpl_core.store.runs import open_run
@@ -27,9 +28,13 @@ def curated_bytes(path: str, version: str, log_version: str, indices: tuple | No
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def head(path: str, version: str, indices: tuple | None):
-    table = export_table(open_run(path), None if indices is None else np.asarray(indices, dtype=np.int64))
-    return table.head(20)
+def head(path: str, version: str, indices: tuple | None, log_version: str = "missing"):
+    """The first rows, with the curation's columns once the run has edits (that can be replayed)."""
+    rows = None if indices is None else np.asarray(indices, dtype=np.int64)
+    try:
+        return export_table(open_run(path), rows, curated=log_version != "missing").head(20)
+    except RunError:
+        return export_table(open_run(path), rows).head(20)
 
 
 st.title("Export")
@@ -60,7 +65,7 @@ else:
                            mime="text/csv", key="export_curated", icon=":material/edit_note:",
                            help="The same rows with curated_cluster, cluster_name, flag and edited "
                                 "(the edits made under Curate on the Clusters page).")
-    table = head(str(run.path), version, None if indices is None else indices[:20])
+    table = head(str(run.path), version, None if indices is None else indices[:20], common.stamp(run, LOG_NAME))
     st.caption("Columns: index (position in the dataset), path (file or dataset id), cluster, confidence "
                "(cosine to the cluster's PEDCC point), margin (to the second closest)"
                + (", label and matched_class (the class Hungarian matching gives the cluster)"

@@ -150,3 +150,18 @@ def test_a_log_made_before_the_run_was_trained_again_is_shown_not_replayed(run_d
     table.to_csv(run_dir / "assignments.csv", index=False)
     at = clusters_page(run_dir)
     assert any("shown without edits" in w.value and "trained again" in w.value for w in at.warning)
+
+
+def test_export_shows_curated_rows_once_there_are_edits_and_survives_a_stale_log(run_dir):
+    import pandas as pd
+
+    Curation(Run(run_dir)).name(0, "zero")
+    at = make_app("pages/export.py", run_dir)
+    assert_clean(at)
+    assert "cluster_name" in at.dataframe[0].value.columns
+    table = pd.read_csv(run_dir / "assignments.csv")
+    table["cluster"] = table["cluster"].to_numpy()[::-1]          # trained again: the log no longer applies
+    table.to_csv(run_dir / "assignments.csv", index=False)
+    at = make_app("pages/export.py", run_dir)
+    assert not at.exception and "cluster_name" not in at.dataframe[0].value.columns
+    assert any("trained again" in e.value for e in at.error)     # the curated download says why it is missing
