@@ -158,8 +158,8 @@ class Curation:
 
     def _append(self, edit: dict) -> dict:
         """Check `edit` against the latest state and append it, under the lock; returns the entry."""
-        self.check_editable()
         with file_lock(self.run.file(LOCK), timeout=30):
+            self.check_editable()
             raw = self.run.assignments()["cluster"].to_numpy(np.int64)
             entries = self.entries()
             state = replay(entries, raw, self._n_clusters(raw), _fingerprint(raw))
@@ -273,6 +273,8 @@ def _validate(e: dict, s: Curated) -> None:
         _check_cluster(s, e["cluster"])
         if len(e["parts"]) < 2:
             raise CurationError("a split needs at least two parts")
+        if any(not 0 <= i < n for part in e["parts"] for i in part):
+            raise CurationError(f"a split's parts must be images 0 to {n - 1}")
         nxt = _next_id(s)
         e["into"] = [e["cluster"]] + list(range(nxt, nxt + len(e["parts"]) - 1))
     elif op == "undo" and not s.done:
