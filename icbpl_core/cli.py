@@ -1,8 +1,9 @@
-"""Command line: train, choose, resume, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
+"""Command line: train, choose, resume, curate, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
 
     icbpl train --dataset digits
     icbpl choose --dataset folder --data-root ~/photos --n-clusters 5
-    icbpl export RUN_DIR --out labels.csv
+    icbpl curate RUN_DIR --merge 3 7
+    icbpl export RUN_DIR --out labels.csv [--curated]
     icbpl runs
 Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line.
 Exit codes: 0 ok, 1 the run failed (the message says why), 2 wrong arguments, 130 stopped.
@@ -111,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--out", required=True, metavar="FILE.csv")
     export.add_argument("--force", action="store_true", help="overwrite FILE.csv if it exists")
+    export.add_argument("--curated", action="store_true",
+                        help="add the curation's columns: curated_cluster, cluster_name, flag, edited")
+
+    curate = sub.add_parser(
+        "curate", help="correct a run's clusters: name, merge, split, move, flag, undo, redo",
+        description="Correct a finished run's clusters. Every edit is appended to the run's curation.jsonl; "
+                    "the model's assignments are never changed. IDS: image indices as '3,17,40-45', or @FILE "
+                    "(ids, or a CSV with an index column such as an export). With no edit, lists the clusters.")
+    curate.add_argument("run_dir", metavar="RUN_DIR")
+    edit = curate.add_mutually_exclusive_group()
+    edit.add_argument("--name", nargs=2, metavar=("CLUSTER", "NAME"), help="name a cluster ('' clears the name)")
+    edit.add_argument("--merge", nargs="+", type=_cluster, metavar="CLUSTER",
+                      help="merge the clusters into the first one")
+    edit.add_argument("--split", nargs=2, type=_cluster, metavar=("CLUSTER", "K"),
+                      help="split a cluster into K parts (k-means on its latents)")
+    edit.add_argument("--move", metavar="IDS", help="move images to the cluster given with --to")
+    edit.add_argument("--flag", nargs=2, metavar=("IDS", "FLAG"), help="flag images: outlier, unsure, verified, "
+                      "or none (clears it)")
+    edit.add_argument("--undo", action="store_true", help="take back the latest edit in effect")
+    edit.add_argument("--redo", action="store_true", help="bring back the latest undone edit")
+    edit.add_argument("--history", action="store_true", help="list every edit, undone ones marked")
+    curate.add_argument("--to", type=_cluster, metavar="CLUSTER", help="with --move: the cluster to move to")
+    curate.add_argument("--preview", action="store_true", help="with --split: show the parts, change nothing")
 
     runs = sub.add_parser("runs", help="list runs with their status and metrics")
     runs.add_argument("--runs-dir", metavar="DIR", help=runs_help)
@@ -124,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if not under_torchrun():
             return with_torchrun(args.gpus, sys.argv[1:] if argv is None else argv)
     try:
-        return {"train": _train, "choose": _choose, "resume": _resume, "export": _export,
+        return {"train": _train, "choose": _choose, "resume": _resume, "export": _export, "curate": _curate,
                 "runs": _runs}[args.command](args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
@@ -283,11 +307,87 @@ def _export(args) -> int:
     from .store.runs import open_run
 
     try:
-        rows = export_csv(open_run(args.run_dir), args.out, force=args.force)
+        rows = export_csv(open_run(args.run_dir), args.out, force=args.force, curated=args.curated)
     except RunError as exc:
         return _fail(hint(exc), EXIT_FAILED)
     print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _cluster(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a cluster is a whole number, got {text!r}") from None
+
+
+def _curate(args) -> int:
+    from .errors import RunError
+    from .store import curation as cur
+    from .store.runs import open_run
+
+    if args.move is not None and args.to is None:
+        return _fail("--move needs --to CLUSTER", EXIT_USAGE)
+    if (args.to is not None and args.move is None) or (args.preview and args.split is None):
+        return _fail("--to goes with --move, --preview with --split", EXIT_USAGE)
+    ids = lambda text: cur.read_ids(text[1:]) if text.startswith("@") else cur.parse_ids(text)  # noqa: E731
+    try:
+        c = cur.Curation(open_run(args.run_dir))
+        if args.name:
+            entry = c.name(_cluster_arg(args.name[0]), args.name[1])
+        elif args.merge:
+            entry = c.merge(args.merge)
+        elif args.split and args.preview:
+            preview = c.preview_split(*args.split)
+            for into, size in zip(preview.into, preview.sizes):
+                print(f"cluster {into:<6} {size:>7} images")
+            print(f"preview only: cluster {preview.cluster} is unchanged; apply it without --preview",
+                  file=sys.stderr)
+            return 0
+        elif args.split:
+            entry = c.split(*args.split)
+        elif args.move is not None:
+            entry = c.move(ids(args.move), args.to)
+        elif args.flag:
+            entry = c.flag(ids(args.flag[0]), args.flag[1])
+        elif args.undo or args.redo:
+            entry = c.undo() if args.undo else c.redo()
+        else:
+            _print_curation(c.state(), history=args.history)
+            return 0
+    except cur.CurationError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except RunError as exc:
+        return _fail(hint(exc), EXIT_FAILED)
+    print(f"edit {entry['seq']}: {cur.describe(entry)}", file=sys.stderr)
+    return 0
+
+
+def _cluster_arg(text: str) -> int:
+    from .store.curation import CurationError
+    try:
+        return _cluster(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CurationError(str(exc)) from None
+
+
+def _print_curation(state, history: bool) -> None:
+    from .store.curation import describe
+
+    if history:
+        for e in state.history:
+            mark = "" if e["in_effect"] or e["op"] in ("undo", "redo") else "  (undone)"
+            print(f"{e['seq']:>4}  {e['time']}  {describe(e)}{mark}")
+        if not state.history:
+            print("no edits yet", file=sys.stderr)
+        return
+    print(f"{'cluster':>7}  {'size':>7}  {'model':>7}  {'flagged':>7}  name")
+    for c in state.clusters():
+        members = state.cluster == c
+        print(f"{c:>7}  {int(members.sum()):>7}  {int((state.raw == c).sum()):>7}  "
+              f"{int((state.flag[members] != '').sum()):>7}  {state.name_of(c)}")
+    print(f"{len(state.done)} edit(s) in effect, {int(state.edited.sum())} image(s) edited, "
+          f"{len(state.undone)} undone edit(s) to redo", file=sys.stderr)
 
 
 def _runs(args) -> int:

@@ -17,6 +17,7 @@ from .runs import Run
 
 COLUMNS = ["index", "path", "cluster", "confidence", "margin"]
 LABEL_COLUMNS = ["label", "matched_class"]
+CURATED_COLUMNS = ["curated_cluster", "cluster_name", "flag", "edited"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -24,9 +25,12 @@ class ExportError(RunError):
     """The CSV cannot be written where asked; the message says why."""
 
 
-def export_table(run: Run, indices: np.ndarray | None = None):
+def export_table(run: Run, indices: np.ndarray | None = None, curated: bool = False):
     """The export as a DataFrame: index, path (or dataset id), cluster, confidence, margin,
-    and label, matched_class when the data has labels (class names where known)."""
+    and label, matched_class when the data has labels (class names where known). `curated`
+    adds the curation's columns after those: curated_cluster, cluster_name (its name, or
+    empty), flag (outlier, unsure, verified or empty) and edited (curated cluster or flag differ
+    from the model's)."""
     table = run.assignments().rename(columns={"id": "path"})
     columns = COLUMNS + [c for c in LABEL_COLUMNS if c in table.columns]
     table = table[columns]
@@ -35,9 +39,17 @@ def export_table(run: Run, indices: np.ndarray | None = None):
         name_of = dict(enumerate(names))
         table["label_name"] = table["label"].map(name_of)
         table["matched_class_name"] = table["matched_class"].map(name_of)
+    if curated:
+        from .curation import Curation
+
+        state = Curation(run).state()
+        table["curated_cluster"] = state.cluster
+        table["cluster_name"] = [state.names.get(int(c), "") for c in state.cluster]
+        table["flag"] = state.flag
+        table["edited"] = state.edited
     if indices is not None:
         table = table.iloc[np.asarray(indices, dtype=np.int64)]
-    for column in ("path", "label_name", "matched_class_name"):
+    for column in ("path", "label_name", "matched_class_name", "cluster_name"):
         if column in table.columns:
             table[column] = table[column].map(neutralise)
     return table
@@ -48,12 +60,13 @@ def neutralise(value):
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
-def export_csv(run: Run, out: str | Path, indices: np.ndarray | None = None, force: bool = False) -> int:
+def export_csv(run: Run, out: str | Path, indices: np.ndarray | None = None, force: bool = False,
+               curated: bool = False) -> int:
     """Write the export atomically; returns the number of rows. Refuses to write inside a run
     folder, onto a folder or a link, or over an existing file unless `force`."""
     out = Path(out)
     _check_target(out, force)
-    table = export_table(run, indices)
+    table = export_table(run, indices, curated=curated)
     try:
         atomic.write_text(out, table.to_csv(index=False))
     except OSError as exc:

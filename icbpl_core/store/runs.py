@@ -13,7 +13,8 @@
         features.npy      N x D backbone features (float16), for neighbour views
         assignments.csv   index, id, cluster, confidence, margin[, label, matched_class]
         metrics.json      ACC/NMI/ARI (with labels), cluster sizes and confidence
-Every file but events.jsonl is written atomically; events are appended line by line.
+        curation.jsonl    a person's edits to the clusters, one per line (curation.py)
+Every file but events.jsonl and curation.jsonl is written atomically; those two are appended line by line.
 """
 from __future__ import annotations
 

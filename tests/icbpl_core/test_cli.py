@@ -71,7 +71,7 @@ def test_runs_lists_status_and_metrics(digits_run):
 
 
 def test_help_everywhere():
-    for args in ([], ["train"], ["export"], ["runs"], ["resume"]):
+    for args in ([], ["train"], ["export"], ["runs"], ["resume"], ["curate"]):
         proc = icbpl(*args, "--help")
         assert proc.returncode == 0 and "usage" in proc.stdout
 

@@ -1,0 +1,108 @@
+"""The Clusters page's curation, in the app's words: the curated labelling as a table the
+galleries read, the images an edit applies to, each edit done with a one-line outcome, the
+edit history, and the curated CSV. The edits themselves are icbpl_core.store.curation's.
+
+No Streamlit here: pages turn these values into widgets and messages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from icbpl_core.errors import IcbplError, RunError
+from icbpl_core.store.curation import FLAGS, Curated, Curation, SplitPreview, describe, parse_ids
+from icbpl_core.store.runs import Run
+
+from . import state as app_state
+
+FLAG_CHOICES = (*FLAGS, "none")
+
+
+@dataclass
+class Outcome:
+    """What an edit did (ok) or why it was refused, as a sentence."""
+    ok: bool
+    message: str
+
+
+def waiting_reason(run: Run) -> str | None:
+    """Why the run cannot be curated now (it is being trained), or None when it can."""
+    try:
+        Curation(run).check_editable()
+    except RunError as exc:
+        return app_state.message(exc)
+    return None
+
+
+def curated_state(run: Run, raw: np.ndarray) -> tuple[Curated, str | None]:
+    """The run's curated state, or (when its edit log cannot be replayed over these assignments)
+    the model's, with what is wrong."""
+    try:
+        return Curation(run).state(raw), None
+    except RunError as exc:
+        return Curation(run).unedited(raw), app_state.message(exc)
+
+
+def curated_table(table, curated: Curated):
+    """The run's assignments with the curated cluster in `cluster` (what galleries and cluster
+    statistics read), the model's in `model cluster`, and each image's flag."""
+    out = table.copy()
+    out["model cluster"] = out["cluster"]
+    out["cluster"] = curated.cluster
+    out["flag"] = curated.flag
+    return out
+
+
+def cluster_label(curated: Curated, cluster: int, size: int | None = None) -> str:
+    """"cluster 3 · cats (120 images)"."""
+    name = curated.name_of(cluster)
+    return f"cluster {cluster}" + (f" · {name}" if name else "") + (f" ({size:,} images)" if size is not None else "")
+
+
+def selection(picked, typed: str, latent: list[int] | None, n_images: int) -> tuple[list[int], str | None]:
+    """The images an edit applies to: those picked in the gallery, typed ("3, 17, 40-45") and,
+    when given, the Latent space page's selection; with a problem to show (or None)."""
+    try:
+        ids = {int(i) for i in picked} | set(parse_ids(typed or "")) | {int(i) for i in latent or []}
+    except IcbplError as exc:
+        return [], app_state.message(exc)
+    bad = sorted(i for i in ids if not 0 <= i < n_images)
+    if bad:
+        return [], f"There is no image {bad[0]} in this run: its images are 0 to {n_images - 1}."
+    return sorted(ids), None
+
+
+def edit(run: Run, action: str, *args) -> Outcome:
+    """Do one edit (Curation's method `action`: name, merge, split, move, flag, undo, redo)."""
+    try:
+        entry = getattr(Curation(run), action)(*args)
+    except IcbplError as exc:
+        return Outcome(False, app_state.message(exc))
+    return Outcome(True, f"Edit {entry['seq']}: {describe(entry)}.")
+
+
+def preview_split(run: Run, cluster: int, k: int, curated: Curated) -> SplitPreview | str:
+    """The parts a split would make, or why it cannot."""
+    try:
+        return Curation(run).preview_split(cluster, k, curated)
+    except IcbplError as exc:
+        return app_state.message(exc)
+
+
+def history_rows(curated: Curated) -> list[dict]:
+    """The edit log newest first: number, time, what, and whether it is in effect."""
+    rows = []
+    for e in reversed(curated.history):
+        undoable = e["op"] not in ("undo", "redo")
+        rows.append({"edit": e["seq"], "time": e["time"].replace("T", " ")[:19], "what": describe(e),
+                     "in effect": ("yes" if e["in_effect"] else "undone") if undoable else ""})
+    return rows
+
+
+def curated_csv(run: Run, indices=None) -> tuple[bytes, int]:
+    """The curated export (the command line's `export --curated`) as CSV bytes and its row count."""
+    from icbpl_core.store.export import export_table
+
+    table = export_table(run, None if indices is None else np.asarray(indices, dtype=np.int64), curated=True)
+    return table.to_csv(index=False).encode("utf-8"), len(table)

@@ -1,0 +1,167 @@
+"""Curate on the Clusters page and the curated CSV on Export, with streamlit.testing's AppTest,
+on a finished digits run trained for this module (its own, since edits change what it shows)."""
+import shutil
+
+import pytest
+
+from icbpl_core.store.curation import Curation
+from icbpl_core.store.runs import Run
+from tests.app.test_pages import assert_clean, make_app, texts
+from tests.helpers import icbpl, run_folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("curate-app-runs")
+    return run_folder(icbpl("train", "--dataset", "digits", "--limit", "240", "--backbone", "scratch-mlp",
+                            "--neighbours-from", "pixels", "--epochs", "2", "--runs-dir", runs, "--quiet"))
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path, monkeypatch):
+    """A fresh copy of the trained run, with no edits, as the app's only run."""
+    runs = tmp_path / "runs"
+    shutil.copytree(trained, runs / trained.name)
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(runs))
+    return runs / trained.name
+
+
+def clusters_page(run_dir):
+    at = make_app("pages/clusters.py", run_dir)
+    assert_clean(at)
+    return at
+
+
+def outcome(at) -> str:
+    assert_clean(at)
+    return " ".join(s.value for s in at.success)
+
+
+def test_flag_undo_redo_name_and_merge_from_the_page(run_dir):
+    at = clusters_page(run_dir)
+    at.text_input(key="cur_typed").set_value("0, 1, 5-6").run()
+    assert "4 image(s) selected: #0, #1, #5, #6" in texts(at)
+    at.selectbox(key="cur_flag_as").set_value("unsure").run()
+    at.button(key="cur_flag_go").click().run()
+    assert "Edit 1: flagged 4 images (0-1, 5-6) unsure." in outcome(at)
+    assert at.text_input(key="cur_typed").value == ""          # the selection starts afresh
+    assert list(Curation(Run(run_dir)).state().flag[[0, 1, 5, 6]]) == ["unsure"] * 4
+
+    at.button(key="cur_undo").click().run()
+    assert "Edit 2: undo of edit 1." in outcome(at)
+    assert not Curation(Run(run_dir)).state().edited.any()
+    at.button(key="cur_redo").click().run()
+    assert "Edit 3: redo of edit 1." in outcome(at)
+
+    cluster = at.selectbox(key="cl_cluster").value
+    at.text_input(key=f"cur_name_{cluster}").set_value("loops").run()
+    at.button(key="cur_name_save").click().run()
+    assert f"named cluster {cluster} 'loops'" in outcome(at)
+    assert f"cluster {cluster} · loops" in at.selectbox(key="cl_cluster").format_func(cluster)
+
+    two = at.multiselect(key="cur_merge").options[:2]
+    a, b = (int(str(o).split()[1]) for o in two)
+    at.multiselect(key="cur_merge").set_value([a, b]).run()
+    at.button(key="cur_merge_go").click().run()
+    assert f"merged clusters {b} into {a}" in outcome(at)
+    state = Curation(Run(run_dir)).state()
+    assert state.size(b) == 0 and (state.cluster[state.raw == b] == a).all()
+    history = at.dataframe[-1].value
+    assert list(history["what"])[0] == f"merged clusters {b} into {a}" and len(history) == 5
+
+
+def test_split_shows_its_preview_before_it_is_applied(run_dir):
+    at = clusters_page(run_dir)
+    cluster = at.selectbox(key="cl_cluster").value
+    at.button(key="cur_split_preview").click().run()
+    assert_clean(at)
+    preview = [m.value for m in at.markdown if "**Preview:**" in m.value]
+    assert preview and f"cluster {cluster} would become {cluster} (" in preview[0]
+    assert not Curation(Run(run_dir)).entries()                # nothing written yet
+    at.button(key="cur_split_apply").click().run()
+    assert f"split cluster {cluster} into {cluster}, " in outcome(at)
+    assert len(Curation(Run(run_dir)).state().clusters()) == 11
+
+
+def test_images_picked_in_the_gallery_are_moved(run_dir):
+    at = clusters_page(run_dir)
+    at.toggle(key="cl_pick").set_value(True).run()
+    gallery = [b for b in at.button if b.key and b.key.startswith("least-")]
+    picked = [int(b.key.rsplit("-", 1)[1]) for b in gallery[:2]]
+    gallery[0].click().run()
+    next(b for b in at.button if b.key == gallery[1].key).click().run()
+    assert sorted(at.multiselect(key=f"cur_pick_{run_dir.name}").value) == sorted(picked)
+    source = at.selectbox(key="cl_cluster").value
+    target = next(c for c in at.selectbox(key="cur_move_to").options if int(str(c).split()[1]) != source)
+    target = int(str(target).split()[1])
+    at.selectbox(key="cur_move_to").set_value(target).run()
+    at.button(key="cur_move_go").click().run()
+    assert f"to cluster {target}" in outcome(at)
+    assert set(Curation(Run(run_dir)).state().cluster[picked]) == {target}
+
+
+def test_bad_ids_say_what_is_wrong_and_change_nothing(run_dir):
+    at = clusters_page(run_dir)
+    at.text_input(key="cur_typed").set_value("3, 9999").run()
+    assert any("no image 9999" in e.value for e in at.error)
+    assert at.button(key="cur_flag_go").disabled
+    at.text_input(key="cur_typed").set_value("3, x").run()
+    assert any("'x' is not an image id" in e.value for e in at.error)
+    assert not Curation(Run(run_dir)).entries()
+
+
+def test_a_run_being_trained_shows_that_curation_waits(run_dir):
+    Run(run_dir).set_status("running")      # this process: alive, so the run reads as training
+    at = clusters_page(run_dir)
+    assert any("being trained" in i.value and "Curation waits for it to finish" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key and b.key.startswith("cur_")]
+
+
+def test_export_offers_the_raw_and_the_curated_csv(run_dir):
+    Curation(Run(run_dir)).flag([2], "verified")
+    at = make_app("pages/export.py", run_dir)
+    assert_clean(at)
+    raw = at.get("download_button")
+    labels = [d.proto.label for d in raw]
+    assert any(label.startswith("Download 240 rows") for label in labels) and "Download curated CSV" in labels
+    assert "curated_cluster" in texts(at)
+
+
+def test_two_tabs_editing_one_run_lose_no_edit(run_dir):
+    first, second = clusters_page(run_dir), clusters_page(run_dir)      # two sessions, each with its state
+    first.text_input(key="cur_typed").set_value("7").run()
+    second.text_input(key="cur_typed").set_value("8").run()
+    first.button(key="cur_flag_go").click().run()
+    second.selectbox(key="cur_flag_as").set_value("verified").run()
+    second.button(key="cur_flag_go").click().run()                    # made on a page that had not seen edit 1
+    assert "Edit 2: flagged image 8 verified." in outcome(second)
+    state = Curation(Run(run_dir)).state()
+    assert state.flag[7] == "outlier" and state.flag[8] == "verified"
+    first.run()
+    assert len(first.dataframe[-1].value) == 2                        # the first tab sees both on its next run
+
+
+def test_a_log_made_before_the_run_was_trained_again_is_shown_not_replayed(run_dir):
+    import pandas as pd
+
+    Curation(Run(run_dir)).flag([0], "outlier")
+    table = pd.read_csv(run_dir / "assignments.csv")
+    table["cluster"] = table["cluster"].to_numpy()[::-1]
+    table.to_csv(run_dir / "assignments.csv", index=False)
+    at = clusters_page(run_dir)
+    assert any("shown without edits" in w.value and "trained again" in w.value for w in at.warning)
+
+
+def test_export_shows_curated_rows_once_there_are_edits_and_survives_a_stale_log(run_dir):
+    import pandas as pd
+
+    Curation(Run(run_dir)).name(0, "zero")
+    at = make_app("pages/export.py", run_dir)
+    assert_clean(at)
+    assert "cluster_name" in at.dataframe[0].value.columns
+    table = pd.read_csv(run_dir / "assignments.csv")
+    table["cluster"] = table["cluster"].to_numpy()[::-1]          # trained again: the log no longer applies
+    table.to_csv(run_dir / "assignments.csv", index=False)
+    at = make_app("pages/export.py", run_dir)
+    assert not at.exception and "cluster_name" not in at.dataframe[0].value.columns
+    assert any("trained again" in e.value for e in at.error)     # the curated download says why it is missing
