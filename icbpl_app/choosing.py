@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icbpl_core import params
-from icbpl_core.store.process import alive_here
+from icbpl_core.store.process import pid_alive
 from icbpl_core.training.choice import CHOSEN, Choice
 
 from .processes import spawn
@@ -60,7 +60,7 @@ class ChoiceJob:
         pid = self._pid()
         if pid is None:
             return "none"
-        return "running" if alive_here(pid) else "failed"
+        return "running" if pid_alive(pid) else "failed"
 
     @property
     def choice(self) -> Choice | None:

@@ -64,6 +64,9 @@ class RunSpec(make_dataclass("SpecFields", _fields("spec") + [
         spec = RunSpec.from_dict(self.to_dict())
         spec.validate()
         entry = get_entry(spec.dataset)
+        if spec.recipe is None:
+            from .recipes import default_recipe
+            spec.recipe = default_recipe(spec.dataset)
         if spec.backbone is None:
             spec.backbone = entry.default_backbone
         spec._check_weights()

@@ -134,7 +134,8 @@ def follow_dataset(values: dict, dataset) -> None:
     name = values["dataset"]
     if st.session_state.get("d_recipe_for") != name:
         if "d_recipe_for" in st.session_state or "draft" not in st.session_state:
-            recipe = {**state.train_defaults(name), "backbone": get_entry(name).default_backbone}
+            recipe = {**state.train_defaults(name), "backbone": get_entry(name).default_backbone,
+                      "recipe": default_recipe(name)}
             for field in form.FIELDS.values():
                 if field.name in recipe and field.name not in ("n_clusters", "seed"):
                     st.session_state[field.key] = field.to_widget(recipe[field.name])
@@ -146,17 +147,14 @@ def follow_dataset(values: dict, dataset) -> None:
         st.session_state["d_k_for"] = images
 
 
-RECIPE_LABELS = {"auto": "auto: chosen from your images", "dataset": "the dataset's own (measured) settings",
-                 "paper": "paper: self-supervised ResNet-50 fine-tuned at 224 px (GPU)"}
-
-
 def choose_recipe(draft: state.Draft, name: str) -> str:
     """The recipe: auto (chosen from the images before training), the dataset's own, or the paper's."""
     recipe = common.param_input("recipe", draft["recipe"] or default_recipe(name), options=list(RECIPES),
-                                format_func=lambda r: RECIPE_LABELS.get(r, r),
-                                help="A preset of the backbone, input size, neighbour source and head. auto scores "
-                                     "every candidate on a sample of the images (no labels read) and fills the "
-                                     "fields below; change any field afterwards to override it.")
+                                help="A preset of the backbone, input size, neighbour source and head. auto: "
+                                     "chosen from your images (each candidate scored on a sample, no label read), "
+                                     "then filled into the fields below, where any of them can be changed; "
+                                     "dataset: the dataset's own measured settings; paper: the published "
+                                     "self-supervised ResNet-50 fine-tuned at 224 px (a GPU's work).")
     if st.session_state.get("d_recipe_values_for") != (name, recipe) and recipe != "auto":
         preset = {**state.train_defaults(name), "backbone": get_entry(name).default_backbone,
                   "mode": "auto", "image_size": None, "neighbours_from": "auto", **RECIPES[recipe]}
@@ -201,9 +199,7 @@ def show_choice(values: dict, ready: bool) -> None:
         return
     if job.state == "done":
         choice = job.choice
-        changed = choosing.overridden(choice, values)
-        st.success(f"Auto recipe: **{choice.chosen}**. {choice.why[:1].upper()}{choice.why[1:]}."
-                   + (f" Overridden by hand: {', '.join(state.label(n) for n in changed)}." if changed else ""),
+        st.success(f"Auto recipe: **{choice.chosen}**, filled into the fields below. Why: {choice.why}.",
                    icon=":material/auto_awesome:")
         with st.expander(f"Scores of every candidate ({choice.seconds:.0f} s on {choice.sample:,} images)"):
             rows = [{"candidate": n, "chosen": n == choice.chosen,
@@ -316,6 +312,9 @@ else:
     choice = choice_job.choice.to_dict() if choice_job is not None else None
     if choice is not None:
         choice["overridden"] = choosing.overridden(choice_job.choice, draft.to_dict())
+        if choice["overridden"]:
+            st.caption("Changed by hand after the auto recipe chose: "
+                       + ", ".join(state.label(n) for n in choice["overridden"]) + ".")
     start_now = choice_job is not None and st.session_state.get("d_start_after_choice") == choice_job.key
     if start_now:
         st.session_state.pop("d_start_after_choice")

@@ -136,7 +136,7 @@ def _journey(page, url, runs, tmp_path):
     page.keyboard.type("scratch-mlp")
     page.get_by_role("option", name="scratch-mlp", exact=True).click()
     wait_idle(page)
-    page.get_by_text("Ready: digits (300 images), backbone scratch-mlp, K = 10, 3 epochs").wait_for()
+    page.get_by_text("Ready: digits (300 images), recipe dataset, backbone scratch-mlp, K = 10, 3 epochs").wait_for()
     page.get_by_role("button", name="Start training").click()
 
     # 2. Train: live progress, then finished

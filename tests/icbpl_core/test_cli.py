@@ -261,7 +261,12 @@ def test_an_empty_folder_is_refused_clearly(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = icbpl("train", "--dataset", "folder", "--data-root", empty, "--runs-dir", tmp_path / "runs", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2                     # refused while choosing the recipe: before any run folder
+    assert "no images" in proc.stderr.lower() and str(empty) in proc.stderr and "--data-root" in proc.stderr
+    assert not list((tmp_path / "runs").glob("*"))
+    proc = icbpl("train", "--dataset", "folder", "--data-root", empty, "--recipe", "dataset", "--runs-dir",
+                 tmp_path / "runs", check=False)
+    assert proc.returncode == 1                     # a named recipe: the run itself finds no images
     assert "no images" in proc.stderr.lower() and str(empty) in proc.stderr
 
 
