@@ -176,6 +176,25 @@ def test_latent_selection_shows_a_gallery(runs_env):
     assert "3 rows" in button.proto.label
 
 
+def test_latent_selection_survives_a_change_of_colouring(runs_env):
+    """Each colouring is another figure (another chart widget, empty): the selection made on one is
+    kept, drawn selected on the next, and cleared only by the user."""
+    _, labelled, _ = runs_env
+    at = make_app("pages/latent.py", labelled,
+                  latent_selection={labelled.name: {"indices": [3, 5, 8], "colour": "cluster"}})
+    assert "Selection: 3 images" in texts(at)
+    at.radio(key="latent_colour").set_value("confidence").run()
+    assert_clean(at)
+    assert "Selection: 3 images" in texts(at)
+    (fig,) = plotly_figures(at)
+    (images,) = [t for t in fig["data"] if t["type"] == "scattergl"]
+    custom = decode(images["customdata"])
+    assert sorted(custom[images["selectedpoints"], 0].astype(int)) == [3, 5, 8]
+    assert at.session_state["selections"][labelled.name] == [3, 5, 8]     # what Export offers
+    at.button(key="latent_clear").click().run()
+    assert "Selection: 0 images" in texts(at)
+
+
 def test_latent_page_draws_a_big_run_decimated_and_says_so(runs_env, monkeypatch):
     """Past the draw limit (here lowered to 120 of 300 points): a sample keeping every cluster, the
     PEDCC stars, each point's image index and hover cell, and the hover atlas of the drawn images."""
