@@ -69,6 +69,7 @@ if query is not None:
     st.session_state["nb_query"] = int(query)
 
 st.divider()
+common.anchor("neighbours")
 st.subheader("Nearest neighbours")
 q1, q2 = st.columns([1, 1])
 with q1:
@@ -110,4 +111,4 @@ for col, space, title in ((left, "latent", "In latent space (the trained encoder
             same_label = int((table.set_index("index").loc[idx, "label"].to_numpy() == int(row["label"])).sum())
             label_note = f", {same_label}/{len(idx)} same label"
         common.html_gallery(run, idx, table, names, title=f"{title}: {same}/{len(idx)} same cluster{label_note}",
-                            extra={int(i): f"cos {s:.3f}" for i, s in zip(idx, sims)})
+                            extra={int(i): f"cos {s:.3f}" for i, s in zip(idx, sims)}, key=f"nb-{space}")

@@ -21,9 +21,6 @@ from pages import common
 
 common.entry()
 
-GALLERY_DEFAULT = 60
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def cached_projection(path: str, version: str, cache_version: str):
     run = open_run(path)
@@ -225,7 +222,5 @@ else:
                           "images": per_label.tolist()}, hide_index=True, width="stretch",
                          height=min(400, 38 + 35 * len(per_label)))
     with s2:
-        show = st.slider("Images shown", 12, min(600, max(12, len(indices))), min(GALLERY_DEFAULT, max(12, len(indices))),
-                         step=12, key="latent_gallery_n") if len(indices) > 12 else len(indices)
-        common.html_gallery(run, indices[:show], table, common.class_names_of(run),
-                            title=f"Showing {min(show, len(indices))} of {len(indices):,} selected images")
+        common.html_gallery(run, indices, table, common.class_names_of(run), title="Selected images",
+                            key=f"latent-gallery-{run.id}")

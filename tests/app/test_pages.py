@@ -289,6 +289,40 @@ def test_clusters_page_click_shows_neighbours(runs_env):
     galleries = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
     assert any("In latent space" in g for g in galleries) and any("In backbone feature space" in g for g in galleries)
     assert any(f'data-index="{index}"' in g for g in galleries)
+    # the click scrolls the page to the neighbours (a script that finds the anchor above them)
+    scripts = [h.proto.body for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert len(scripts) == 1 and "icbpl-anchor-neighbours" in scripts[0] and "<" not in scripts[0][8:-9]
+    assert any('id="icbpl-anchor-neighbours"' in h.proto.body for h in at.get("html"))
+    at.run()                                                      # only once: a later rerun stays put
+    assert not [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+
+
+def test_galleries_show_file_names_and_page_sort_and_filter(runs_env):
+    """A selection of every image: pages of 60 (no cap), sorted and filtered by the gallery's controls,
+    each image captioned with its file name (the whole id on hover)."""
+    _, _, unlabelled = runs_env
+    table = __import__("pandas").read_csv(unlabelled / "assignments.csv")
+    at = make_app("pages/latent.py", unlabelled,
+                  latent_selection={unlabelled.name: {"indices": table["index"].tolist(), "colour": "cluster"}})
+    assert_clean(at)
+
+    def gallery():
+        (body,) = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
+        return body
+
+    key = f"latent-gallery-{unlabelled.name}"
+    assert f"images 1-60 of {len(table)}" in gallery()
+    assert "img_0000.png" in gallery() and 'title="#0 · c' in gallery()
+    at.number_input(key=f"{key}:page").set_value(4).run()
+    assert f"images 181-{len(table)} of {len(table)}" in gallery()                # 240 images: the last page
+    at.selectbox(key=f"{key}:sort").select("confidence").run()
+    at.toggle(key=f"{key}:desc").set_value(True).run()
+    at.number_input(key=f"{key}:page").set_value(1).run()
+    first = int(gallery().split('data-index="')[1].split('"')[0])
+    assert first == int(table.loc[table["confidence"].idxmax(), "index"])
+    at.multiselect(key=f"{key}:clusters").select(2).run()
+    shown = [int(x.split('"')[0]) for x in gallery().split('data-index="')[1:]]
+    assert shown and set(table.set_index("index").loc[shown, "cluster"]) == {2}
 
 
 def test_export_page_whole_run_and_command(runs_env):
