@@ -204,14 +204,23 @@ def metric_figure(tables: dict[str, object], height: int = 320) -> go.Figure:
 
 
 def confusion_figure(conf, height: int | None = None) -> go.Figure:
+    """The contingency heatmap. Plotly selects no heatmap cells, so an invisible marker sits on every
+    cell (customdata: [row, column]) to make cells clickable (selection.heatmap_cell reads it)."""
     counts = conf.counts
+    xs, ys = [safe_text(c) for c in conf.col_labels], [safe_text(r) for r in conf.row_labels]
     fig = go.Figure(go.Heatmap(
-        z=counts, x=[safe_text(c) for c in conf.col_labels], y=[safe_text(r) for r in conf.row_labels],
-        text=counts, texttemplate="%{text}",
-        colorscale="Blues", colorbar=dict(title="images"),
-        hovertemplate="%{y}<br>class %{x}<br>%{z} images<extra></extra>"))
+        z=counts, x=xs, y=ys, text=counts, texttemplate="%{text}",
+        colorscale="Blues", colorbar=dict(title="images"), hoverinfo="skip"))
+    rows, cols = np.meshgrid(np.arange(len(ys)), np.arange(len(xs)), indexing="ij")
+    hidden = dict(marker=dict(opacity=0))
+    fig.add_trace(go.Scatter(
+        x=[xs[c] for c in cols.ravel()], y=[ys[r] for r in rows.ravel()], mode="markers", showlegend=False,
+        customdata=np.column_stack([rows.ravel(), cols.ravel()]), text=counts.ravel(),
+        marker=dict(symbol="square", size=28, opacity=0, color="#000000"), selected=hidden, unselected=hidden,
+        hovertemplate="%{y}<br>class %{x}<br>%{text} images (click: show them)<extra></extra>"))
     fig.update_layout(height=height or max(320, 34 * len(conf.row_labels) + 120),
-                      margin=dict(l=10, r=10, t=30, b=10),
+                      margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select", dragmode=False,
+                      hovermode="closest", hoverdistance=-1,   # the nearest cell's marker, anywhere in the cell
                       xaxis=dict(title="true class", type="category", side="top"),
                       yaxis=dict(title="cluster (matched class)", type="category", autorange="reversed"))
     return fig

@@ -245,6 +245,27 @@ def test_metrics_page_labelled(runs_env):
     assert "Per-cluster purity" in texts(at)
 
 
+def test_metrics_page_clicks_show_images(runs_env):
+    """A heatmap cell shows the images of that cluster and true class; a purity row, its cluster's."""
+    import pandas as pd
+
+    _, labelled, _ = runs_env
+    table = pd.read_csv(labelled / "assignments.csv")
+    cluster, label = int(table.loc[0, "cluster"]), int(table.loc[0, "label"])
+    at = make_app("pages/metrics.py", labelled, metrics_pick={labelled.name: {"cluster": cluster, "label": label}})
+    assert_clean(at)
+    expected = table.loc[(table["cluster"] == cluster) & (table["label"] == label), "index"].tolist()
+    (body,) = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
+    assert sorted(int(x.split('"')[0]) for x in body.split('data-index="')[1:]) == sorted(expected)[:60]
+    assert f"Cluster {cluster}, true class {label}" in texts(at)
+    at.session_state["metrics_pick"] = {labelled.name: {"cluster": cluster}}
+    at.run()
+    assert f"images 1-{min(60, (table['cluster'] == cluster).sum())} of {(table['cluster'] == cluster).sum()}" \
+        in [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body][0]
+    at.button(key="close-pick-main").click().run()
+    assert not [h for h in at.get("html") if "icbpl-grid" in h.proto.body]
+
+
 def test_metrics_page_unlabelled_says_so(runs_env):
     _, _, unlabelled = runs_env
     at = make_app("pages/metrics.py", unlabelled)
