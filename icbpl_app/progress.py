@@ -106,7 +106,7 @@ def _read_phase(p: Progress, current: list[dict], state: str) -> float:
         elif kind == ev.DONE:
             detail = "training finished"
         elif kind in (ev.ERROR, ev.CANCELLED):
-            detail = e.get("message", "")
+            detail = ""             # why: the page's outcome message says it, once (jobs.error_message)
     if state == "finished":
         phase = "finished"
     elif state in RESUMABLE and phase not in ("failed", "cancelled"):

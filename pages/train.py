@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from icbpl_app import jobs, projection, state
+from icbpl_app import jobs, projection, state, uploads
 from icbpl_app.figures import loss_figure, metric_figure
 from icbpl_app.progress import format_seconds, summarize
 from icbpl_core.store.clock import seconds_since
@@ -20,7 +20,7 @@ st.title("Train")
 # -- a new run ---------------------------------------------------------------------------------------
 draft = state.Draft(st.session_state.get("draft"))
 with st.container(border=True):
-    where = f" from {common.plain_label(draft['data_root'])}" if draft["data_root"] else ""
+    where = f" from {common.plain_label(uploads.shown(draft['data_root']))}" if draft["data_root"] else ""
     st.markdown(f"**New run:** {draft['dataset']}{where}"
                 + (f", first {draft['limit']:,} images" if draft["limit"] else "")
                 + f" · backbone {draft['backbone'] or 'default'} · K = {draft['n_clusters']} · {draft['epochs']} epochs"
@@ -68,7 +68,9 @@ def _live(run) -> None:
     if progress.skipped:
         st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")
     _curves(run, progress, history)
-    with st.expander("Log (last 40 lines)", expanded=current in ("failed", "interrupted")):
+    # Open when the log is the only place that says why the run stopped (the message above says it otherwise).
+    stopped = current in ("failed", "interrupted") and not status.get("error")
+    with st.expander("Log (last 40 lines)", expanded=stopped):
         st.code(jobs.log_tail(run, 40) or "(no log yet)", language=None)
 
 
