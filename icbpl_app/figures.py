@@ -20,8 +20,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
            "#e6550d", "#31a354", "#756bb1", "#636363"]
 COLOUR_BY = ("cluster", "true label", "confidence")
-# A point's hover label: its index, file and class name (text), cluster (hovertext), confidence.
-HOVER = "image %{customdata[0]}: %{text}<br>%{hovertext}<br>confidence %{customdata[2]:.3f}<extra></extra>"
+HOVER_FILES_MAX = 20_000      # drawn points up to which hover names each point's file
 LOSS_NAMES = {"total": "total", "mmd": "MMD to PEDCC", "aug": "augmentation consistency",
               "knn": "nearest neighbour", "cos": "min. cosine to PEDCC"}
 
@@ -77,22 +76,39 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
     def name_of(c: int) -> str:
         return safe_text(class_name(c, class_names))
 
-    # Per point: its file (or dataset id) and, with labels, its class by name, as galleries show them.
-    files = table["id"].astype(str).to_numpy()[rows] if "id" in table.columns else None
+    # Per point: its class by name, as galleries show it, and up to HOVER_FILES_MAX points its file
+    # (or dataset id) and, when not its trace's own, its cluster (each string costs the page's
+    # payload: 100,000 points with both double it).
+    detailed = n <= HOVER_FILES_MAX
+    files = table["id"].astype(str).to_numpy()[rows] if detailed and "id" in table.columns else None
     label_names = {int(c): name_of(int(c)) for c in np.unique(labels)} if has_labels else {}
-    text = [(safe_text(files[j]) if files is not None else f"image {int(index[j])}")
-            + (f"<br>label {label_names[int(labels[j])]}" if has_labels else "") for j in range(n)]
-    text = np.asarray(text, dtype=object)
-    cluster_text = np.asarray([f"cluster {c}" for c in clusters], dtype=object)
+    text = np.asarray([(safe_text(files[j]) if files is not None else "")
+                       + ("<br>" if files is not None and has_labels else "")
+                       + (f"label {label_names[int(labels[j])]}" if has_labels else "") for j in range(n)],
+                      dtype=object)
+    cluster_text = np.asarray([f"cluster {c}" for c in clusters], dtype=object) if detailed else None
+
+    def hover(cluster: int | None = None, mask=None) -> dict:
+        """The hover of a trace: image index, its text, its cluster (the trace's, or per point)."""
+        parts = ["image %{customdata[0]}" + (": %{text}" if files is not None else "")
+                 + ("<br>%{text}" if files is None and has_labels else "")]
+        out = {"text": (text if mask is None else text[mask]).tolist()} if files is not None or has_labels else {}
+        if cluster is not None:
+            parts.append(f"cluster {cluster}")
+        elif cluster_text is not None:
+            parts.append("%{hovertext}")
+            out["hovertext"] = (cluster_text if mask is None else cluster_text[mask]).tolist()
+        out["hovertemplate"] = "<br>".join(parts) + "<br>confidence %{customdata[2]:.3f}<extra></extra>"
+        return out
 
     if colour_by == "confidence":
         fig.add_trace(go.Scattergl(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom,
             marker=dict(size=size, color=confidence, colorscale="Viridis", cmin=float(confidence.min()),
                         cmax=float(confidence.max()),
                         colorbar=dict(title="confidence", thickness=12, len=0.8, y=0.4, yanchor="middle"),
                         opacity=0.85),
-            hovertext=cluster_text, hovertemplate=HOVER))
+            **hover()))
     else:
         groups = clusters if colour_by == "cluster" else labels
         totals = np.bincount(all_clusters if colour_by == "cluster" else all_labels[all_labels >= 0]) \
@@ -102,10 +118,10 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
             what = f"cluster {g}" if colour_by == "cluster" else f"label {name_of(int(g))}"
             count = f"{int(mask.sum()):,} of {int(totals[g]):,}" if decimated and g >= 0 else str(int(mask.sum()))
             fig.add_trace(go.Scattergl(
-                x=xy[mask, 0], y=xy[mask, 1], mode="markers", customdata=custom[mask], text=text[mask],
+                x=xy[mask, 0], y=xy[mask, 1], mode="markers", customdata=custom[mask],
                 name=f"{what} ({count})", legendgroup=what,
                 marker=dict(size=size, color=colour(int(g)), opacity=0.8),
-                hovertext=cluster_text[mask], hovertemplate=HOVER))
+                **hover(int(g) if colour_by == "cluster" else None, mask)))
     k = len(centroids)
     fig.add_trace(go.Scatter(
         x=centroids[:, 0], y=centroids[:, 1], mode="markers", name="PEDCC centroids",

@@ -127,14 +127,18 @@ def clear_selection(run_id: str) -> None:
     st.session_state.setdefault(CARRIED, {}).pop(run_id, None)
 
 
-def kept_selection(run_id: str, colour_by: str) -> list[int]:
-    """The run's selection; one made on another colouring is carried onto this one (and drawn
-    selected there), until the user selects again or clears it."""
+def kept_selection(run_id: str, colour_by: str, key: str | None = None) -> list[int]:
+    """The run's selection. One the chart does not hold (made on another colouring, or before the
+    user left the page: a chart forgets its selection then) is carried onto this figure, drawn
+    selected there, until the user selects again or clears it."""
     stored = st.session_state.setdefault(SELECTIONS, {}).get(run_id)
     if not stored:
         return []
-    if stored["colour"] != colour_by:
-        st.session_state.setdefault(CARRIED, {})[run_id] = {"indices": stored["indices"], "colour": colour_by}
+    held = key is not None and len(selected_indices(st.session_state.get(key))) > 0
+    if stored["colour"] != colour_by or (key is not None and not held):
+        carried = st.session_state.setdefault(CARRIED, {})
+        if carried.get(run_id) != {"indices": stored["indices"], "colour": colour_by}:
+            carried[run_id] = {"indices": stored["indices"], "colour": colour_by}
         stored["colour"] = colour_by
     return stored["indices"]
 
@@ -182,7 +186,7 @@ with c2:
     st.caption("Stars are the PEDCC points (labelled C0, C1, …). Drag to box-select, or pick the lasso in the "
                "plot's toolbar; hover a point to see its image; double-click to clear.")
 
-kept_selection(run.id, colour_by)      # a selection made on another colouring is drawn on this one
+kept_selection(run.id, colour_by, key=f"latent-{run.id}-{colour_by}")   # drawn selected if the chart has it not
 other = common.compare_run()
 if other is not None:
     left, right = st.columns(2)

@@ -55,3 +55,13 @@ def test_show_selected_marks_the_images_in_every_trace():
                     for p in tr.selectedpoints)
     assert chosen == [0, 4, 5]
     assert fig.data[-1].selectedpoints is None          # the PEDCC stars are not images
+
+
+def test_a_big_plot_names_classes_but_leaves_file_names_to_the_galleries(monkeypatch):
+    from icbpl_app import figures
+
+    monkeypatch.setattr(figures, "HOVER_FILES_MAX", 10)       # 30 points drawn: above it
+    fig, table = _figure("cluster")
+    trace = fig.data[0]
+    assert trace.text[0].startswith("label ") and ".png" not in "".join(trace.text)
+    assert "customdata[1]" not in trace.hovertemplate and trace.hovertext is None
