@@ -35,9 +35,14 @@
   window.addEventListener('popstate', hide);
   setInterval(() => { if (owner && !owner.isConnected) hide(); }, 300);
   function place() {
-    const w = 110, h = 130;            // above the cursor: plotly's own label sits beside it
-    let x = mx - w / 2, y = my - h - 14;
-    if (y < 4) y = my + 18;
+    // Above the cursor and above plotly's own label (which sits beside the cursor, several lines
+    // tall): never over either; below both when there is no room above.
+    const w = box.offsetWidth || 110, h = box.offsetHeight || 130;
+    const label = owner && owner.querySelector('.hoverlayer .hovertext');
+    const r = label ? label.getBoundingClientRect() : null;
+    const top = r && r.height ? Math.min(my, r.top) : my, bottom = r && r.height ? Math.max(my, r.bottom) : my;
+    let x = mx - w / 2, y = top - h - 8;
+    if (4 > y) y = bottom + 10;
     x = Math.max(4, Math.min(x, window.innerWidth - w - 4));
     box.style.left = x + 'px'; box.style.top = y + 'px';
   }
