@@ -6,12 +6,17 @@ and metrics, export. Runs live in ./runs (or $ICBPL_RUNS_DIR).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from icbpl_app import access
 from pages import common   # Streamlit puts this script's folder on sys.path for its pages
 
-st.set_page_config(page_title="ICBPL Explorer", page_icon=":material/explore:", layout="wide")
+# The favicon is served by this app (a material icon would be fetched from Google's font servers,
+# which an offline machine cannot reach).
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="ICBPL Explorer", page_icon=str(FAVICON), layout="wide")
 
 PAGES = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),

@@ -18,15 +18,31 @@
   pic.style.cssText = 'width:96px;height:96px;background-repeat:no-repeat;image-rendering:pixelated';
   const cap = document.createElement('div');
   box.appendChild(pic); box.appendChild(cap); document.body.appendChild(box);
-  let mx = 0, my = 0;
+  let mx = 0, my = 0, owner = null;
+  function hide() { box.style.display = 'none'; owner = null; }
+  // The picture belongs to the plot it was shown for, only while the mouse is over that plot:
+  // a lasso or a rerun can replace the plot without an unhover event, and the picture lives in
+  // the page's body, which other pages of the app share.
   document.addEventListener('mousemove', (e) => {
     mx = e.clientX; my = e.clientY;
-    if (box.style.display === 'block') place();
+    if (box.style.display !== 'block') return;
+    const over = e.target && e.target.closest ? e.target.closest('.js-plotly-plot') : null;
+    if (!owner || !owner.isConnected || over !== owner) { hide(); return; }
+    place();
   }, {passive: true});
+  document.addEventListener('mousedown', hide, {passive: true, capture: true});
+  document.addEventListener('mouseup', () => setTimeout(hide, 0), {passive: true, capture: true});
+  window.addEventListener('popstate', hide);
+  setInterval(() => { if (owner && !owner.isConnected) hide(); }, 300);
   function place() {
-    const w = 110, h = 130;            // above the cursor: plotly's own label sits beside it
-    let x = mx - w / 2, y = my - h - 14;
-    if (y < 4) y = my + 18;
+    // Above the cursor and above plotly's own label (which sits beside the cursor, several lines
+    // tall): never over either; below both when there is no room above.
+    const w = box.offsetWidth || 110, h = box.offsetHeight || 130;
+    const label = owner && owner.querySelector('.hoverlayer .hovertext');
+    const r = label ? label.getBoundingClientRect() : null;
+    const top = r && r.height ? Math.min(my, r.top) : my, bottom = r && r.height ? Math.max(my, r.bottom) : my;
+    let x = mx - w / 2, y = top - h - 8;
+    if (4 > y) y = bottom + 10;
     x = Math.max(4, Math.min(x, window.innerWidth - w - 4));
     box.style.left = x + 'px'; box.style.top = y + 'px';
   }
@@ -38,7 +54,8 @@
     const cd = p.customdata;
     const row = Array.isArray(cd) || (cd && cd.length !== undefined);
     const idx = Math.round(row ? cd[0] : cd);
-    if (!(idx >= 0)) { box.style.display = 'none'; return; }
+    if (!(idx >= 0)) { hide(); return; }
+    if (gd._dragging || (ev.event && ev.event.buttons)) return;   // no picture while dragging
     const cellIndex = row && cd.length > 3 ? Math.round(cd[3]) : idx;
     const tile = Math.floor(cellIndex / c.per_tile), j = cellIndex % c.per_tile;
     const url = c.urls[tile];
@@ -50,6 +67,7 @@
     pic.style.backgroundPosition = (-(j % c.columns) * 96) + 'px ' + (-Math.floor(j / c.columns) * 96) + 'px';
     cap.textContent = 'image ' + idx;
     box.dataset.index = String(idx);
+    owner = gd;
     box.style.display = 'block';
     place();
   }
@@ -58,8 +76,10 @@
       if (gd.__icbplHover || typeof gd.on !== 'function') return;
       gd.__icbplHover = true;
       gd.on('plotly_hover', (ev) => show(gd, ev));
-      gd.on('plotly_unhover', () => { box.style.display = 'none'; });
-      gd.on('plotly_selecting', () => { box.style.display = 'none'; });
+      gd.on('plotly_unhover', hide);
+      for (const name of ['plotly_selecting', 'plotly_selected', 'plotly_deselect', 'plotly_relayout']) {
+        gd.on(name, hide);
+      }
     });
   }
   setInterval(attach, 500);

@@ -20,6 +20,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
            "#e6550d", "#31a354", "#756bb1", "#636363"]
 COLOUR_BY = ("cluster", "true label", "confidence")
+HOVER_FILES_MAX = 20_000      # drawn points up to which hover names each point's file
 LOSS_NAMES = {"total": "total", "mmd": "MMD to PEDCC", "aug": "augmentation consistency",
               "knn": "nearest neighbour", "cos": "min. cosine to PEDCC"}
 
@@ -28,6 +29,15 @@ def safe_text(text: str) -> str:
     """A user-named string (a class or file name) for a figure: Plotly renders tags in labels and
     hover text, and reads %{...} in hover templates, so both are escaped."""
     return html.escape(str(text)).replace("%", "&#37;")
+
+
+def class_name(label: int, class_names: list[str] | None) -> str:
+    """A class as the app names it everywhere (plots, galleries, tables): its name when the data
+    has names, else its number."""
+    label = int(label)
+    if class_names and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return str(label)
 
 
 def colour(i: int) -> str:
@@ -59,25 +69,46 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
     columns = [index, labels, confidence] + ([np.arange(n)] if decimated else [])
     custom = np.column_stack(columns).astype(np.float32)
     size = _marker_size(n)
-    label_part = "<br>label %{customdata[1]}" if has_labels else ""
     fig = go.Figure()
     if colour_by == "true label" and not has_labels:
         colour_by = "cluster"
 
     def name_of(c: int) -> str:
-        if class_names and 0 <= c < len(class_names) and class_names[c] != str(c):
-            return f"{c} {safe_text(class_names[c])}"
-        return str(c)
+        return safe_text(class_name(c, class_names))
+
+    # Per point: its class by name, as galleries show it, and up to HOVER_FILES_MAX points its file
+    # (or dataset id) and, when not its trace's own, its cluster (each string costs the page's
+    # payload: 100,000 points with both double it).
+    detailed = n <= HOVER_FILES_MAX
+    files = table["id"].astype(str).to_numpy()[rows] if detailed and "id" in table.columns else None
+    label_names = {int(c): name_of(int(c)) for c in np.unique(labels)} if has_labels else {}
+    text = np.asarray([(safe_text(files[j]) if files is not None else "")
+                       + ("<br>" if files is not None and has_labels else "")
+                       + (f"label {label_names[int(labels[j])]}" if has_labels else "") for j in range(n)],
+                      dtype=object)
+    cluster_text = np.asarray([f"cluster {c}" for c in clusters], dtype=object) if detailed else None
+
+    def hover(cluster: int | None = None, mask=None) -> dict:
+        """The hover of a trace: image index, its text, its cluster (the trace's, or per point)."""
+        parts = ["image %{customdata[0]}" + (": %{text}" if files is not None else "")
+                 + ("<br>%{text}" if files is None and has_labels else "")]
+        out = {"text": (text if mask is None else text[mask]).tolist()} if files is not None or has_labels else {}
+        if cluster is not None:
+            parts.append(f"cluster {cluster}")
+        elif cluster_text is not None:
+            parts.append("%{hovertext}")
+            out["hovertext"] = (cluster_text if mask is None else cluster_text[mask]).tolist()
+        out["hovertemplate"] = "<br>".join(parts) + "<br>confidence %{customdata[2]:.3f}<extra></extra>"
+        return out
 
     if colour_by == "confidence":
         fig.add_trace(go.Scattergl(
             x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom,
             marker=dict(size=size, color=confidence, colorscale="Viridis", cmin=float(confidence.min()),
-                        cmax=float(confidence.max()), colorbar=dict(title="confidence", thickness=12),
+                        cmax=float(confidence.max()),
+                        colorbar=dict(title="confidence", thickness=12, len=0.8, y=0.4, yanchor="middle"),
                         opacity=0.85),
-            text=[f"cluster {c}" for c in clusters] if n <= 20_000 else None,
-            hovertemplate=("image %{customdata[0]}" + ("<br>%{text}" if n <= 20_000 else "") + label_part
-                           + "<br>confidence %{customdata[2]:.3f}<extra></extra>")))
+            **hover()))
     else:
         groups = clusters if colour_by == "cluster" else labels
         totals = np.bincount(all_clusters if colour_by == "cluster" else all_labels[all_labels >= 0]) \
@@ -90,24 +121,40 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", customdata=custom[mask],
                 name=f"{what} ({count})", legendgroup=what,
                 marker=dict(size=size, color=colour(int(g)), opacity=0.8),
-                hovertemplate=("image %{customdata[0]}<br>" + what
-                               + (label_part if colour_by == "cluster" else "")
-                               + "<br>confidence %{customdata[2]:.3f}<extra></extra>")))
+                **hover(int(g) if colour_by == "cluster" else None, mask)))
     k = len(centroids)
     fig.add_trace(go.Scatter(
-        x=centroids[:, 0], y=centroids[:, 1], mode="markers+text", name="PEDCC centroids",
-        text=[f"C{c}" for c in range(k)], textposition="top center",
-        textfont=dict(size=13, color="#111111"),
+        x=centroids[:, 0], y=centroids[:, 1], mode="markers", name="PEDCC centroids",
+        text=[f"C{c}" for c in range(k)],
         customdata=np.column_stack([-1 - np.arange(k), np.full(k, -1), np.ones(k)]).astype(np.float32),
         marker=dict(symbol="star", size=18, color=[colour(c) for c in range(k)],
                     line=dict(color="#111111", width=1.5)),
         hovertemplate="PEDCC point of cluster %{text}<extra></extra>"))
+    # The stars' labels are annotations: Plotly draws those above every trace, the WebGL points too
+    # (a trace's own text would sit under them).
+    fig.update_layout(annotations=[
+        dict(x=float(centroids[c, 0]), y=float(centroids[c, 1]), text=f"C{c}", showarrow=False, yshift=16,
+             font=dict(size=13, color="#111111"), bgcolor="rgba(255,255,255,0.75)", borderpad=1)
+        for c in range(k)])
+    legend = dict(itemsizing="constant", title=colour_by)
+    if colour_by == "confidence":      # the colour bar takes the right edge: the legend goes above the plot
+        legend.update(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom", title=None)
     fig.update_layout(
         height=height, dragmode="select", hovermode="closest", uirevision=hover_key or "latent",
-        margin=dict(l=10, r=10, t=30, b=10), legend=dict(itemsizing="constant", title=colour_by),
+        margin=dict(l=10, r=10, t=30, b=10), legend=legend,
         meta={"icbpl_hover": hover_key}, clickmode="event+select",
         xaxis=dict(title="UMAP 1", showticklabels=False, zeroline=False),
         yaxis=dict(title="UMAP 2", showticklabels=False, zeroline=False, scaleanchor="x", scaleratio=1))
+    return fig
+
+
+def show_selected(fig: go.Figure, indices) -> go.Figure:
+    """Mark the images `indices` as selected in a latent figure (each image trace's
+    selectedpoints), so a selection made on another colouring of the plot shows on this one."""
+    wanted = np.asarray(indices, dtype=np.int64)
+    for trace, first in zip(fig.data, trace_indices(fig)):
+        if first is not None:
+            trace.selectedpoints = np.flatnonzero(np.isin(first, wanted)).tolist()
     return fig
 
 
@@ -119,9 +166,19 @@ def trace_indices(fig: go.Figure) -> list[np.ndarray | None]:
         if custom is None:
             out.append(None)
             continue
-        first = np.asarray(custom)[:, 0].astype(np.int64)
+        first = _array(custom)[:, 0].astype(np.int64)
         out.append(first if (first >= 0).all() else None)
     return out
+
+
+def _array(value) -> np.ndarray:
+    """A figure's array, also in the typed form a figure holds after pickling:
+    {"dtype": "f4", "bdata": base64, "shape": "n, m"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+        shape = tuple(int(x) for x in str(value.get("shape", "-1")).split(","))
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).reshape(shape)
+    return np.asarray(value)
 
 
 def _epoch_axis(n_epochs: int) -> dict:
@@ -163,14 +220,23 @@ def metric_figure(tables: dict[str, object], height: int = 320) -> go.Figure:
 
 
 def confusion_figure(conf, height: int | None = None) -> go.Figure:
+    """The contingency heatmap. Plotly selects no heatmap cells, so an invisible marker sits on every
+    cell (customdata: [row, column]) to make cells clickable (selection.heatmap_cell reads it)."""
     counts = conf.counts
+    xs, ys = [safe_text(c) for c in conf.col_labels], [safe_text(r) for r in conf.row_labels]
     fig = go.Figure(go.Heatmap(
-        z=counts, x=[safe_text(c) for c in conf.col_labels], y=[safe_text(r) for r in conf.row_labels],
-        text=counts, texttemplate="%{text}",
-        colorscale="Blues", colorbar=dict(title="images"),
-        hovertemplate="%{y}<br>class %{x}<br>%{z} images<extra></extra>"))
+        z=counts, x=xs, y=ys, text=counts, texttemplate="%{text}",
+        colorscale="Blues", colorbar=dict(title="images"), hoverinfo="skip"))
+    rows, cols = np.meshgrid(np.arange(len(ys)), np.arange(len(xs)), indexing="ij")
+    hidden = dict(marker=dict(opacity=0))
+    fig.add_trace(go.Scatter(
+        x=[xs[c] for c in cols.ravel()], y=[ys[r] for r in rows.ravel()], mode="markers", showlegend=False,
+        customdata=np.column_stack([rows.ravel(), cols.ravel()]), text=counts.ravel(),
+        marker=dict(symbol="square", size=28, opacity=0, color="#000000"), selected=hidden, unselected=hidden,
+        hovertemplate="%{y}<br>class %{x}<br>%{text} images (click: show them)<extra></extra>"))
     fig.update_layout(height=height or max(320, 34 * len(conf.row_labels) + 120),
-                      margin=dict(l=10, r=10, t=30, b=10),
+                      margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select", dragmode=False,
+                      hovermode="closest", hoverdistance=-1,   # the nearest cell's marker, anywhere in the cell
                       xaxis=dict(title="true class", type="category", side="top"),
                       yaxis=dict(title="cluster (matched class)", type="category", autorange="reversed"))
     return fig

@@ -69,6 +69,66 @@ def data_uri(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
 
 
+# -- browsing: sort, filter, pages ----------------------------------------------------------------
+
+AS_LISTED = "as listed"
+SORTS = (AS_LISTED, "confidence", "margin", "label", "index", "file name")
+PAGE_SIZES = (24, 60, 120, 240, 480)
+
+
+def file_name(image_id) -> str:
+    """An image's file name from its id in the run (a path relative to the data root, or a
+    dataset id such as 'digits:12', which is kept whole)."""
+    text = str(image_id)
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
+
+
+@dataclass
+class GalleryPage:
+    indices: np.ndarray             # image indices on this page, in order
+    total: int                      # images after the filters
+    page: int                       # 0-based, clamped to the pages there are
+    pages: int
+    first: int                      # position of the page's first image among the `total` (0-based)
+
+
+def browse(table, indices=None, sort: str = AS_LISTED, descending: bool = False, labels=None, clusters=None,
+           page: int = 0, per_page: int = 60) -> GalleryPage:
+    """One page of a gallery of `indices` (image indices; all of the run's when None): filtered
+    to the `labels` and `clusters` given (None or empty: all), sorted by one of SORTS (as listed:
+    the order of `indices`; ties keep it), then cut into pages of `per_page`."""
+    rows = table.set_index("index", drop=False)
+    order = rows.index.to_numpy(np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    chosen = rows.loc[order]
+    keep = np.ones(len(order), dtype=bool)
+    if labels and "label" in chosen.columns:
+        keep &= chosen["label"].isin([int(v) for v in labels]).to_numpy()
+    if clusters:
+        keep &= chosen["cluster"].isin([int(v) for v in clusters]).to_numpy()
+    order, chosen = order[keep], chosen[keep]
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; one of {', '.join(SORTS)}")
+    if sort != AS_LISTED and len(order):
+        if sort == "file name":
+            values = chosen["id"].map(file_name).str.lower().to_numpy() if "id" in chosen.columns else order
+        elif sort == "index":
+            values = order
+        elif sort in chosen.columns:
+            values = chosen[sort].to_numpy()
+        else:
+            values = np.zeros(len(order))
+        import pandas as pd
+        ranked = pd.Series(values).sort_values(ascending=not descending, kind="mergesort").index.to_numpy()
+        order = order[ranked]
+    elif descending:
+        order = order[::-1]
+    per_page = max(1, int(per_page))
+    pages = max(1, -(-len(order) // per_page))
+    page = min(max(0, int(page)), pages - 1)
+    first = page * per_page
+    return GalleryPage(order[first:first + per_page], int(len(order)), page, pages, first)
+
+
 # -- clusters ------------------------------------------------------------------------------------
 
 @dataclass

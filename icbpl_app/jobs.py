@@ -172,16 +172,19 @@ def log_tail(run: Run, lines: int = 40, max_bytes: int = 64_000) -> str:
 
 def error_message(run: Run, st: dict | None = None) -> str | None:
     """Why a run failed or stopped, in plain words, or None."""
+    from .uploads import uploaded_name, without_upload_paths
+
     st = st or run.status()
     if st.get("state") == "failed":
         if st.get("error"):
-            return explain(st["error"], st.get("setting"))
-        return _last_error_line(run) or "the training process failed; see the log"
+            return explain(st["error"], st.get("setting"), upload=uploaded_name(run.config.get("data_root")) is not None)
+        return without_upload_paths(_last_error_line(run) or "the training process failed; see the log")
     if st.get("state") == "interrupted":
-        return st.get("error") or _last_error_line(run) or \
-            "the training process stopped without finishing (killed, or the machine restarted)"
+        return without_upload_paths(st.get("error") or _last_error_line(run) or
+                                    "the training process stopped without finishing (killed, or the machine "
+                                    "restarted)")
     if st.get("state") == "cancelled":
-        return st.get("error") or "cancelled"
+        return without_upload_paths(st.get("error") or "cancelled")
     return None
 
 

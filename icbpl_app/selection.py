@@ -87,3 +87,40 @@ def selected_indices(event, trace_indices: Sequence[Sequence[int]] | None = None
             continue
         out.append(index)
     return np.unique(np.asarray(out, dtype=np.int64))
+
+
+def heatmap_cell(event, row_keys: Sequence, col_keys: Sequence, row_labels: Sequence[str] | None = None,
+                 col_labels: Sequence[str] | None = None):
+    """The (row key, column key) of the heatmap cell a selection event picked (the last point of
+    it), or None. A point names its cell by position (its customdata, as figures.confusion_figure's
+    cell markers carry it, or a heatmap's `point_index`, as [row, column]) or by its axis labels
+    (`x`, `y`, as drawn: row_labels / col_labels)."""
+    selection = _selection_of(event)
+    points = (selection.get("points") if isinstance(selection, Mapping) else getattr(selection, "points", None)) \
+        if selection else None
+    for point in reversed(list(points or [])):
+        if not isinstance(point, Mapping):
+            continue
+        custom = point.get("customdata", point.get("custom_data"))
+        if isinstance(custom, Mapping):
+            custom = [custom.get("0", custom.get(0)), custom.get("1", custom.get(1))]
+        pos = custom if custom is not None else point.get("point_index", point.get("pointIndex"))
+        if isinstance(pos, Mapping):
+            pos = [pos.get("0", pos.get(0)), pos.get("1", pos.get(1))]
+        if isinstance(pos, (list, tuple)) and len(pos) == 2:
+            r, c = _as_index(pos[0]), _as_index(pos[1])
+            if r is not None and c is not None and 0 <= r < len(row_keys) and 0 <= c < len(col_keys):
+                return row_keys[r], col_keys[c]
+        if row_labels is not None and col_labels is not None:
+            y, x = point.get("y"), point.get("x")
+            if y in list(row_labels) and x in list(col_labels):
+                return row_keys[list(row_labels).index(y)], col_keys[list(col_labels).index(x)]
+    return None
+
+
+def table_row(event) -> int | None:
+    """The row a dataframe selection event picked (st.dataframe(on_select=...)), or None."""
+    selection = _selection_of(event)
+    rows = (selection.get("rows") if isinstance(selection, Mapping) else getattr(selection, "rows", None)) \
+        if selection else None
+    return int(rows[-1]) if rows else None

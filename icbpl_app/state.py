@@ -105,13 +105,21 @@ def message(exc: BaseException) -> str:
     return explain(str(exc), setting)
 
 
-def explain(text: str, setting: str | None) -> str:
-    """An engine error's text as a sentence, with what to change in the app to fix it."""
-    return _capital(text) + "." + hint(setting)
+def explain(text: str, setting: str | None, upload: bool = False) -> str:
+    """An engine error's text as a sentence, with what to change in the app to fix it; an upload is
+    named as it was uploaded, not by where the app keeps it. `upload`: the error is about data that
+    came as an uploaded archive (also found from an upload's path in the text)."""
+    from .uploads import without_upload_paths
+
+    shown = without_upload_paths(text)
+    return _capital(shown) + "." + hint(setting, upload or shown != text)
 
 
-def hint(setting: str | None) -> str:
-    """What to change in the app for an engine error's setting ('' when nothing in the app fixes it)."""
+def hint(setting: str | None, upload: bool = False) -> str:
+    """What to change in the app for an engine error's setting ('' when nothing in the app fixes it);
+    `upload`: the error is about an uploaded archive."""
+    if upload and setting == "data_root":
+        return f" Upload another zip archive on {PAGE}."
     p = params.BY_NAME.get(setting or "")
     if p is not None and "form" in p.where:
         return f" Change “{p.label}” on {PAGE}."

@@ -12,7 +12,7 @@ START = "start"          # a process began (or resumed) the run: resume
 DATA = "data"            # the data is open: n_images, shape, input_size, labels, backbone (and backbone_info),
                          # mode, augment
 SKIPPED = "skipped"      # unreadable files left out: count, files
-EXTRACT = "extract"      # feature extraction progress: what, done, total
+EXTRACT = "extract"      # feature extraction progress: what, done, total (a pass starts with done 0)
 RESUMED = "resumed"      # training continues after a checkpointed epoch: epoch (note: a checkpoint fallen back from)
 STEP = "step"            # within an epoch, about once a second: epoch, epochs, step, steps, loss
 EPOCH = "epoch"          # an epoch ended: epoch, epochs, losses, metrics, n_clusters_used, seconds

@@ -221,6 +221,7 @@ else:
             st.caption("No edits yet.")
 
 st.divider()
+common.anchor("neighbours")
 st.subheader("Nearest neighbours")
 q1, q2 = st.columns([1, 1])
 with q1:
@@ -262,4 +263,4 @@ for col, space, title in ((left, "latent", "In latent space (the trained encoder
             same_label = int((table.set_index("index").loc[idx, "label"].to_numpy() == int(row["label"])).sum())
             label_note = f", {same_label}/{len(idx)} same label"
         common.html_gallery(run, idx, table, names, title=f"{title}: {same}/{len(idx)} same cluster{label_note}",
-                            extra={int(i): f"cos {s:.3f}" for i, s in zip(idx, sims)})
+                            extra={int(i): f"cos {s:.3f}" for i, s in zip(idx, sims)}, key=f"nb-{space}")

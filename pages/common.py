@@ -301,12 +301,19 @@ def thumb_png(run: Run, index: int, size: int = 64) -> bytes:
 
 def caption_of(row, class_names: list[str] | None) -> str:
     """Index, cluster and label of an image, as plain text (names come from the user's files)."""
+    from icbpl_app.figures import class_name
+
     parts = [f"#{int(row['index'])}", f"c{int(row['cluster'])}"]
     if "label" in row and row["label"] == row["label"]:
-        label = int(row["label"])
-        name = class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
-        parts.append(f"label {name}")
+        parts.append(f"label {class_name(int(row['label']), class_names)}")
     return " · ".join(parts)
+
+
+def file_of(row) -> str:
+    """The image's file name ('' when the run has no ids)."""
+    from icbpl_app.gallery import file_name
+
+    return file_name(row["id"]) if "id" in row and isinstance(row["id"], str) else ""
 
 
 def plain_label(text: str) -> str:
@@ -315,24 +322,79 @@ def plain_label(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$:])", r"\\\1", text)
 
 
+def gallery_page(indices, table, class_names: list[str] | None, key: str):
+    """The controls of a gallery (sort, order, label and cluster filters, page size, page) and the
+    page of `indices` they choose (gallery.browse)."""
+    from icbpl_app.gallery import AS_LISTED, PAGE_SIZES, SORTS, browse
+
+    indices = np.asarray(indices, dtype=np.int64)
+    chosen = table.set_index("index").loc[indices] if len(indices) else table.iloc[:0]
+    has_labels = "label" in table.columns
+    sorts = [s for s in SORTS if s != "label" or has_labels]
+    left, right = st.columns([1, 1], vertical_alignment="bottom")
+    with left.popover("Sort & filter", icon=":material/filter_list:"):
+        sort = st.selectbox("Sort by", sorts, key=f"{key}:sort",
+                            help=f"'{AS_LISTED}': the order this gallery comes in.")
+        descending = st.toggle("Descending", key=f"{key}:desc")
+        labels = st.multiselect("Labels", sorted(int(v) for v in chosen["label"].unique()), key=f"{key}:labels",
+                                format_func=lambda v: _class_name(v, class_names),
+                                placeholder="all labels") if has_labels else None
+        clusters = st.multiselect("Clusters", sorted(int(v) for v in chosen["cluster"].unique()),
+                                  key=f"{key}:clusters", format_func=lambda v: f"cluster {v}",
+                                  placeholder="all clusters")
+        per_page = st.selectbox("Images per page", PAGE_SIZES, index=PAGE_SIZES.index(60), key=f"{key}:per")
+    page_key = f"{key}:page"
+    page = browse(table, indices, sort, descending, labels, clusters, int(st.session_state.get(page_key, 1)) - 1,
+                  per_page)
+    if page.pages > 1:
+        st.session_state[page_key] = page.page + 1
+        right.number_input(f"Page (of {page.pages})", min_value=1, max_value=page.pages, step=1, key=page_key)
+    else:
+        st.session_state.pop(page_key, None)
+    return page
+
+
+def _class_name(label, class_names):
+    from icbpl_app.figures import class_name
+
+    return class_name(label, class_names)
+
+
+def _page_note(page) -> str:
+    if page.total == 0:
+        return "no image matches the filters"
+    return f"images {page.first + 1:,}-{page.first + len(page.indices):,} of {page.total:,}"
+
+
 def html_gallery(run: Run, indices, table, class_names: list[str] | None = None, size: int = 64,
-                 title: str = "", extra: dict[int, str] | None = None) -> None:
-    """A compact grid of thumbnails with index, cluster and label under each (one element)."""
+                 title: str = "", extra: dict[int, str] | None = None, key: str | None = None) -> None:
+    """A compact grid of thumbnails with index, cluster, label and file name under each (one
+    element; hovering an image shows its whole path). With a `key`, the gallery can be sorted,
+    filtered and paged (gallery_page)."""
     run_dataset(run)
+    if key is not None:
+        page = gallery_page(indices, table, class_names, key)
+        indices = page.indices
+        title = f"{title} ({_page_note(page)})" if title else _page_note(page)
     cells = []
     rows = table.set_index("index", drop=False)
     for i in indices:
         i = int(i)
         row = rows.loc[i]
-        caption = html.escape(caption_of(row, class_names))
+        caption = caption_of(row, class_names)
+        name = file_of(row)
+        lines = html.escape(caption) + (f"<br><span class='icbpl-file'>{html.escape(name)}</span>" if name else "")
         if extra and i in extra:
-            caption += f"<br>{html.escape(extra[i])}"
+            lines += f"<br>{html.escape(extra[i])}"
+        tip = html.escape(caption + (f"\n{row['id']}" if "id" in row else ""), quote=True)
         cells.append(
-            f'<figure class="icbpl-cell" data-index="{i}"><img src="{thumb_uri(run, i, size)}" alt="image {i}" '
-            f'width="{size}" height="{size}"><figcaption>{caption}</figcaption></figure>')
-    style = ("<style>.icbpl-grid{display:flex;flex-wrap:wrap;gap:6px}.icbpl-cell{margin:0;width:%dpx;"
-             "text-align:center;font-size:11px;line-height:1.2}.icbpl-cell img{image-rendering:pixelated;"
-             "border:1px solid #ddd;border-radius:3px;background:#fff}</style>") % (size + 26)
+            f'<figure class="icbpl-cell" data-index="{i}" title="{tip}"><img src="{thumb_uri(run, i, size)}" '
+            f'alt="{html.escape(name or f"image {i}", quote=True)}" width="{size}" height="{size}">'
+            f'<figcaption>{lines}</figcaption></figure>')
+    style = ("<style>.icbpl-grid{display:flex;flex-wrap:wrap;gap:8px}.icbpl-cell{margin:0;width:%dpx;"
+             "text-align:center;font-size:11px;line-height:1.25;overflow-wrap:anywhere}.icbpl-cell img{"
+             "image-rendering:pixelated;border:1px solid #ddd;border-radius:3px;background:#fff}"
+             ".icbpl-file{color:#555}</style>") % max(size + 40, 104)
     heading = f"<div style='font-weight:600;margin:4px 0'>{html.escape(title)}</div>" if title else ""
     st.html(style + heading + f'<div class="icbpl-grid">{"".join(cells)}</div>')
 
@@ -342,30 +404,60 @@ def image_grid(images, captions: list[str], size: int = 64) -> None:
     from icbpl_app.gallery import data_uri
 
     cells = "".join(
-        f'<figure class="icbpl-pcell"><img src="{data_uri(img)}" alt="{html.escape(cap)}" width="{size}" '
-        f'height="{size}"><figcaption>{html.escape(cap)}</figcaption></figure>' for img, cap in zip(images, captions))
+        f'<figure class="icbpl-pcell" title="{html.escape(cap, quote=True)}"><img src="{data_uri(img)}" '
+        f'alt="{html.escape(cap, quote=True)}" width="{size}" height="{size}"><figcaption>{html.escape(cap)}'
+        '</figcaption></figure>' for img, cap in zip(images, captions))
     style = ("<style>.icbpl-pgrid{display:flex;flex-wrap:wrap;gap:6px}.icbpl-pcell{margin:0;width:%dpx;"
-             "text-align:center;font-size:11px;line-height:1.2}.icbpl-pcell img{image-rendering:pixelated;"
-             "object-fit:contain;border:1px solid #ddd;border-radius:3px;background:#fff}</style>") % (size + 8)
+             "text-align:center;font-size:11px;line-height:1.2;overflow-wrap:anywhere}.icbpl-pcell img{"
+             "image-rendering:pixelated;object-fit:contain;border:1px solid #ddd;border-radius:3px;"
+             "background:#fff}</style>") % max(size + 8, 96)
     st.html(style + f'<div class="icbpl-pgrid">{cells}</div>')
+
+
+SCROLL = "icbpl_scroll_to"
 
 
 def button_gallery(run: Run, indices, table, class_names: list[str] | None, key: str, columns: int = 6,
                    size: int = 72) -> int | None:
-    """Thumbnails with a button under each; returns the index whose button was clicked."""
+    """Thumbnails with their caption and file name and a Neighbours button under each (sortable,
+    filterable, paged: gallery_page); returns the index whose button was clicked, and asks the
+    page to scroll to its neighbours (anchor("neighbours"))."""
     run_dataset(run)
     rows = table.set_index("index", drop=False)
     clicked = None
-    indices = [int(i) for i in indices]
+    page = gallery_page(indices, table, class_names, key)
+    st.caption(_page_note(page))
+    indices = [int(i) for i in page.indices]
     for start in range(0, len(indices), columns):
         cols = st.columns(columns)
         for col, i in zip(cols, indices[start:start + columns]):
             with col:
+                row = rows.loc[i]
                 st.image(thumb_png(run, i, size), width=size)
-                if st.button(plain_label(caption_of(rows.loc[i], class_names)), key=f"{key}-{i}",
-                             help="Show this image's nearest neighbours"):
+                name = file_of(row)
+                st.caption(plain_label(caption_of(row, class_names)) + (f"  \n{plain_label(name)}" if name else ""),
+                           help=plain_label(str(row["id"])) if "id" in row else None)
+                if st.button("Neighbours", key=f"{key}-{i}", icon=":material/hub:",
+                             help=f"Show the nearest neighbours of image #{i}"):
                     clicked = i
+    if clicked is not None:
+        st.session_state[SCROLL] = "neighbours"
     return clicked
+
+
+def anchor(name: str) -> None:
+    """A place on the page that a gallery's button scrolls to (button_gallery); scrolls there now
+    when a button asked for it in this rerun."""
+    import uuid
+
+    st.html(f'<div id="icbpl-anchor-{html.escape(name, quote=True)}"></div>')
+    if st.session_state.get(SCROLL) == name:
+        del st.session_state[SCROLL]
+        # (no "<" in the script: Streamlit's sanitizer drops a script whose text holds "<" and a letter or digit)
+        st.html("<script>/* %s */(function(){let tries=0;const go=()=>{const el=document.getElementById("
+                "'icbpl-anchor-%s');if(el){el.scrollIntoView({block:'start'});}else if(50 > tries++){setTimeout(go,100);}};"
+                "setTimeout(go,150);})();</script>" % (uuid.uuid4().hex, html.escape(name, quote=True)),
+                unsafe_allow_javascript=True)
 
 
 def class_names_of(run: Run) -> list[str] | None:

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import json
 import pickle
+from functools import partial
+
+import numpy as np
 
 import streamlit as st
 
 from icbpl_app import projection, sampling
-from icbpl_app.figures import COLOUR_BY, latent_figure
+from icbpl_app.figures import COLOUR_BY, class_name, latent_figure, show_selected
 from icbpl_app.gallery import GalleryError, atlas_layout, hover_atlas
 from icbpl_app.selection import selected_indices
 from icbpl_core.store.runs import open_run
 from pages import common
 
 common.entry()
-
-GALLERY_DEFAULT = 60
-
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def cached_projection(path: str, version: str, cache_version: str):
@@ -108,12 +108,50 @@ def hover_script(run, version: str, table_version: str) -> None:
             unsafe_allow_javascript=True)
 
 
+SELECTIONS = "latent_selection"     # run id -> {"indices": [...], "colour": the colouring it was made on}
+CARRIED = "latent_carried"          # run id -> {"indices": [...], "colour": the colouring it is shown on}
+
+
+def remember_selection(run_id: str, key: str, colour_by: str) -> None:
+    """on_select: keep what the user selected, whatever colouring they switch to next (every
+    colouring is another figure, so another chart widget that starts empty)."""
+    indices = selected_indices(st.session_state.get(key), n_images=None).tolist()
+    if indices:
+        st.session_state.setdefault(SELECTIONS, {})[run_id] = {"indices": indices, "colour": colour_by}
+    else:                            # double-click: cleared
+        clear_selection(run_id)
+
+
+def clear_selection(run_id: str) -> None:
+    st.session_state.setdefault(SELECTIONS, {}).pop(run_id, None)
+    st.session_state.setdefault(CARRIED, {}).pop(run_id, None)
+
+
+def kept_selection(run_id: str, colour_by: str, key: str | None = None) -> list[int]:
+    """The run's selection. One the chart does not hold (made on another colouring, or before the
+    user left the page: a chart forgets its selection then) is carried onto this figure, drawn
+    selected there, until the user selects again or clears it."""
+    stored = st.session_state.setdefault(SELECTIONS, {}).get(run_id)
+    if not stored:
+        return []
+    held = key is not None and len(selected_indices(st.session_state.get(key))) > 0
+    if stored["colour"] != colour_by or (key is not None and not held):
+        carried = st.session_state.setdefault(CARRIED, {})
+        if carried.get(run_id) != {"indices": stored["indices"], "colour": colour_by}:
+            carried[run_id] = {"indices": stored["indices"], "colour": colour_by}
+        stored["colour"] = colour_by
+    return stored["indices"]
+
+
 def draw(run, colour_by: str, key: str, selectable: bool = True):
     version, cache_version = projection_of(run)
     table_version = common.stamp(run, "assignments.csv")
     names = common.class_names_of(run)
     fig = cached_figure(str(run.path), version, cache_version, table_version, sampling.MAX_DRAWN, colour_by,
                         tuple(names) if names else None)
+    carried = st.session_state.get(CARRIED, {}).get(run.id) if selectable else None
+    if carried and carried["colour"] == colour_by:
+        show_selected(fig, carried["indices"])
     drawn, total = cached_drawn(str(run.path), table_version, sampling.MAX_DRAWN)
     if drawn is not None:
         st.caption(f"Showing {len(drawn):,} of {total:,} points: a seeded sample in which "
@@ -122,8 +160,8 @@ def draw(run, colour_by: str, key: str, selectable: bool = True):
     config = {"displaylogo": False, "scrollZoom": True,
               "modeBarButtonsToRemove": ["toImage", "autoScale2d"] if not selectable else ["toImage"]}
     if selectable:
-        event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("box", "lasso", "points"),
-                                width="stretch", config=config)
+        event = st.plotly_chart(fig, key=key, on_select=partial(remember_selection, run.id, key, colour_by),
+                                selection_mode=("box", "lasso", "points"), width="stretch", config=config)
     else:
         st.plotly_chart(fig, key=key, width="stretch", config=config)
         event = None
@@ -148,6 +186,7 @@ with c2:
     st.caption("Stars are the PEDCC points (labelled C0, C1, …). Drag to box-select, or pick the lasso in the "
                "plot's toolbar; hover a point to see its image; double-click to clear.")
 
+kept_selection(run.id, colour_by, key=f"latent-{run.id}-{colour_by}")   # drawn selected if the chart has it not
 other = common.compare_run()
 if other is not None:
     left, right = st.columns(2)
@@ -162,12 +201,14 @@ if other is not None:
 else:
     event = draw(run, colour_by, key=f"latent-{run.id}-{colour_by}")
 
-indices = selected_indices(event, n_images=len(table))
-selections = st.session_state.setdefault("selections", {})
-if event is not None:                       # the Export page offers these rows
-    selections[run.id] = indices.tolist()
+indices = np.asarray([i for i in kept_selection(run.id, colour_by) if 0 <= i < len(table)], dtype=np.int64)
+st.session_state.setdefault("selections", {})[run.id] = indices.tolist()   # the Export page offers these rows
 
-st.subheader(f"Selection: {len(indices):,} image{'s' if len(indices) != 1 else ''}")
+h1, h2 = st.columns([4, 1], vertical_alignment="bottom")
+h1.subheader(f"Selection: {len(indices):,} image{'s' if len(indices) != 1 else ''}")
+if len(indices) and h2.button("Clear selection", key="latent_clear", icon=":material/deselect:"):
+    clear_selection(run.id)
+    st.rerun()
 if len(indices) == 0:
     st.info("Select points with the box or lasso tool to see their images here; the Export page can then "
             "download just those rows.", icon=":material/select:")
@@ -181,11 +222,9 @@ else:
         if has_labels:
             names = common.class_names_of(run)
             per_label = chosen["label"].value_counts().sort_index()
-            st.dataframe({"label": [names[int(i)] if names else str(i) for i in per_label.index],
+            st.dataframe({"label": [class_name(i, names) for i in per_label.index],
                           "images": per_label.tolist()}, hide_index=True, width="stretch",
                          height=min(400, 38 + 35 * len(per_label)))
     with s2:
-        show = st.slider("Images shown", 12, min(600, max(12, len(indices))), min(GALLERY_DEFAULT, max(12, len(indices))),
-                         step=12, key="latent_gallery_n") if len(indices) > 12 else len(indices)
-        common.html_gallery(run, indices[:show], table, common.class_names_of(run),
-                            title=f"Showing {min(show, len(indices))} of {len(indices):,} selected images")
+        common.html_gallery(run, indices, table, common.class_names_of(run), title="Selected images",
+                            key=f"latent-gallery-{run.id}")

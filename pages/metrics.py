@@ -1,13 +1,17 @@
 """Confusion & metrics: the contingency table with clusters matched to classes (Hungarian),
 ACC, NMI, ARI, many-to-one ACC and per-cluster purity; without labels, cluster sizes and
-confidence. A second run (sidebar) is compared side by side."""
+confidence. Clicking a cell of the table or a row of a cluster table shows those images. A second
+run (sidebar) is compared side by side."""
 from __future__ import annotations
 
 import streamlit as st
 
+from functools import partial
+
 from icbpl_app.analysis import agreement, confidence_summary, confusion, metric_summary
-from icbpl_app.figures import confidence_figure, confusion_figure, sizes_figure
+from icbpl_app.figures import class_name, confidence_figure, confusion_figure, safe_text, sizes_figure
 from icbpl_app.gallery import cluster_table
+from icbpl_app.selection import heatmap_cell, table_row
 from icbpl_core.store.runs import open_run
 from pages import common
 
@@ -25,12 +29,59 @@ def numbers(path: str, version: str):
     return summary, conf, cluster_table(table, k), confidence_summary(table)
 
 
-def show(run, column_key: str) -> dict:
+PICKS = "metrics_pick"      # run id -> what its gallery shows: {"cluster": c} or {"cluster": c, "label": l}
+
+
+def pick_cell(run_id: str, key: str, rows: list[int], cols: list[int], row_labels: list[str],
+              col_labels: list[str]) -> None:
+    """on_select of the contingency heatmap: a clicked cell shows its images."""
+    cell = heatmap_cell(st.session_state.get(key), rows, cols, row_labels, col_labels)
+    picks = st.session_state.setdefault(PICKS, {})
+    if cell is None:
+        picks.pop(run_id, None)
+    else:
+        picks[run_id] = {"cluster": int(cell[0]), "label": int(cell[1])}
+
+
+def pick_cluster(run_id: str, key: str, clusters: list[int]) -> None:
+    """on_select of a cluster table: a clicked row shows the cluster's images."""
+    row = table_row(st.session_state.get(key))
+    picks = st.session_state.setdefault(PICKS, {})
+    if row is None or not 0 <= row < len(clusters):
+        picks.pop(run_id, None)
+    else:
+        picks[run_id] = {"cluster": int(clusters[row])}
+
+
+def picked_gallery(run, table, column_key: str) -> None:
+    """The images of the heatmap cell or table row last clicked for this run."""
+    pick = st.session_state.get(PICKS, {}).get(run.id)
+    if not pick:
+        st.caption("Click a cell of the table or a row of the cluster table to see its images.")
+        return
+    names = common.class_names_of(run)
+    chosen = table["cluster"] == pick["cluster"]
+    title = f"Cluster {pick['cluster']}"
+    if "label" in pick:
+        chosen &= table["label"] == pick["label"]
+        title += f", true class {class_name(pick['label'], names)}"
+    indices = table.loc[chosen, "index"].to_numpy()
+    head, close = st.columns([5, 1], vertical_alignment="bottom")
+    head.markdown(f"**{common.plain_label(title)}**: {len(indices):,} image{'s' if len(indices) != 1 else ''}")
+    if close.button("Close", key=f"close-pick-{column_key}", icon=":material/close:"):
+        st.session_state[PICKS].pop(run.id, None)
+        st.rerun()
+    if len(indices):
+        common.html_gallery(run, indices, table, names, key=f"metrics-gallery-{column_key}")
+
+
+def show(run, column_key: str, narrow: bool = False) -> dict:
     version = common.stamp(run, "assignments.csv")
     summary, conf, stats, confid = numbers(str(run.path), version)
     table = common.assignments(run)
+    per_row = 2 if narrow else 4       # two runs side by side: metric names stay whole
     if "acc" in summary:
-        m = st.columns(4)
+        m = st.columns(per_row) + (st.columns(per_row) if narrow else [])
         m[0].metric("ACC (Hungarian)", f"{summary['acc']:.3f}", help="Best one-to-one matching of clusters to classes.")
         m[1].metric("NMI", f"{summary['nmi']:.3f}", help="Normalised mutual information.")
         m[2].metric("ARI", f"{summary['ari']:.3f}", help="Adjusted Rand index.")
@@ -39,23 +90,32 @@ def show(run, column_key: str) -> dict:
         st.caption(f"{summary['n_clusters_used']} of {summary['n_clusters']} clusters used · "
                    f"{summary['n_samples']:,} images · mean confidence {confid['mean_confidence']:.3f}")
         st.markdown("**Contingency table** — rows: clusters, ordered by their matched class (Hungarian); "
-                    "columns: true classes. The diagonal is the matching.")
-        st.plotly_chart(confusion_figure(conf), width="stretch", key=f"conf-{column_key}")
+                    "columns: true classes. The diagonal is the matching. Click a cell to see its images.")
+        key = f"conf-{column_key}"
+        st.plotly_chart(confusion_figure(conf), width="stretch", key=key, selection_mode="points",
+                        on_select=partial(pick_cell, run.id, key, list(conf.row_clusters),
+                                          list(range(len(conf.col_labels))),
+                                          [safe_text(r) for r in conf.row_labels],
+                                          [safe_text(c) for c in conf.col_labels]))
         purity = stats[["cluster", "size", "majority class", "purity", "mean confidence"]].copy()
         names = common.class_names_of(run)
         purity["matched class"] = [conf.col_labels[conf.matched[c]] if c in conf.matched else "—"
                                    for c in purity["cluster"]]
         if names:
             purity["majority class"] = [names[c] if 0 <= c < len(names) else "—" for c in purity["majority class"]]
-        st.markdown("**Per-cluster purity** (share of a cluster's images in its majority class)")
-        st.dataframe(purity, hide_index=True, width="stretch",
+        st.markdown("**Per-cluster purity** (share of a cluster's images in its majority class); click a row "
+                    "to see the cluster's images")
+        key = f"purity-{column_key}"
+        st.dataframe(purity, hide_index=True, width="stretch", key=key, selection_mode="single-row",
+                     on_select=partial(pick_cluster, run.id, key, [int(c) for c in purity["cluster"]]),
                      column_config={"purity": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                               format="percent"),
                                     "mean confidence": st.column_config.NumberColumn(format="%.3f")})
+        picked_gallery(run, table, column_key)
     else:
         st.info("This data has no labels, so accuracy, NMI and ARI cannot be measured. Below: how the images "
                 "spread over the clusters and how confidently they sit there.", icon=":material/info:")
-        m = st.columns(4)
+        m = st.columns(per_row) + (st.columns(per_row) if narrow else [])
         m[0].metric("Clusters used", f"{summary['n_clusters_used']}/{summary['n_clusters']}")
         m[1].metric("Mean confidence", f"{confid['mean_confidence']:.3f}",
                     help="Cosine between an image's latent and its PEDCC point (1 = on it).")
@@ -64,8 +124,12 @@ def show(run, column_key: str) -> dict:
         m[3].metric("Confidence < 0.5", f"{confid['low_confidence_share']:.1%}")
         st.plotly_chart(sizes_figure(stats), width="stretch", key=f"sizes-{column_key}")
         st.plotly_chart(confidence_figure(table), width="stretch", key=f"confidence-{column_key}")
-        st.dataframe(stats, hide_index=True, width="stretch",
+        st.caption("Click a row to see the cluster's images.")
+        key = f"clusters-{column_key}"
+        st.dataframe(stats, hide_index=True, width="stretch", key=key, selection_mode="single-row",
+                     on_select=partial(pick_cluster, run.id, key, [int(c) for c in stats["cluster"]]),
                      column_config={"share": st.column_config.NumberColumn(format="percent")})
+        picked_gallery(run, table, column_key)
     return summary
 
 
@@ -81,10 +145,10 @@ else:
     left, right = st.columns(2)
     with left:
         st.markdown(f"### {run.id}")
-        a = show(run, "main")
+        a = show(run, "main", narrow=True)
     with right:
         st.markdown(f"### {other.id}")
-        b = show(other, "other")
+        b = show(other, "other", narrow=True)
     st.divider()
     st.subheader("Comparison")
     rows = []

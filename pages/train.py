@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from icbpl_app import jobs, projection, state
+from icbpl_app import jobs, projection, state, uploads
 from icbpl_app.figures import loss_figure, metric_figure
-from icbpl_app.progress import format_seconds, summarize
+from icbpl_app.progress import extraction_passes, format_seconds, summarize
 from icbpl_core.store.clock import seconds_since
 from icbpl_core.store.runs import ACTIVE, RESUMABLE, open_run
 from pages import common
@@ -20,7 +20,7 @@ st.title("Train")
 # -- a new run ---------------------------------------------------------------------------------------
 draft = state.Draft(st.session_state.get("draft"))
 with st.container(border=True):
-    where = f" from {common.plain_label(draft['data_root'])}" if draft["data_root"] else ""
+    where = f" from {common.plain_label(uploads.shown(draft['data_root']))}" if draft["data_root"] else ""
     st.markdown(f"**New run:** {draft['dataset']}{where}"
                 + (f", first {draft['limit']:,} images" if draft["limit"] else "")
                 + f" · backbone {draft['backbone'] or 'default'} · K = {draft['n_clusters']} · {draft['epochs']} epochs"
@@ -55,7 +55,7 @@ def _live(run) -> None:
     _notice_the_end(run, current)
     config = run.config
     train = config.get("train", {})
-    progress = summarize(run.events(), current, train.get("epochs"))
+    progress = summarize(run.events(), current, train.get("epochs"), passes=extraction_passes(config))
     st.subheader(f"{common.STATE_ICONS.get(current, '•')} {run.id}")
     st.caption(f"{config.get('dataset')} · backbone {config.get('backbone')} · mode {config.get('mode')} · "
                f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · {common.where_it_runs(config)} · "
@@ -68,18 +68,22 @@ def _live(run) -> None:
     if progress.skipped:
         st.caption(f":material/warning: {progress.skipped} unreadable file(s) were skipped (see the log).")
     _curves(run, progress, history)
-    with st.expander("Log (last 40 lines)", expanded=current in ("failed", "interrupted")):
+    # Open when the log is the only place that says why the run stopped (the message above says it otherwise).
+    stopped = current in ("failed", "interrupted") and not status.get("error")
+    with st.expander("Log (last 40 lines)", expanded=stopped):
         st.code(jobs.log_tail(run, 40) or "(no log yet)", language=None)
 
 
 def _notice_the_end(run, current: str) -> None:
-    """When the run this page watched stops, refresh the whole page (stop polling, update the
-    run list); a finished run's projection starts in the background, so the latent page is ready."""
+    """When the state of the run this page watches changes (starting, running, then stopped),
+    refresh the whole page, so the run picker in the sidebar says the same as this view (and
+    polling stops with the run); a finished run's projection starts in the background, so the
+    latent page is ready."""
     seen_key = f"seen_state::{run.id}"
     previous = st.session_state.get(seen_key)
     st.session_state[seen_key] = current
-    if previous in ACTIVE and current not in ACTIVE:
-        if current == "finished":
+    if previous is not None and previous != current:
+        if previous in ACTIVE and current == "finished":
             projection.precompute_in_background(run)
         st.rerun()
 
@@ -103,7 +107,8 @@ def _figures_row(run, status: dict, progress, history) -> None:
     m[0].metric("Elapsed", format_seconds(elapsed))
     m[1].metric("Remaining", "—" if current not in ACTIVE and current != "finished" else
                 format_seconds(progress.remaining) if progress.remaining is not None else "…",
-                help="Estimated from the epochs done so far.")
+                help="While features are extracted: the time the extraction still takes, from its pace so "
+                     "far (training follows). While training: from the epochs done so far.")
     m[2].metric("Epoch", f"{progress.epoch}/{progress.epochs or '?'}")
     m[3].metric("ACC", score("acc"), help="Final (after training) or live (the last epoch's).")
     m[4].metric("NMI", score("nmi"))

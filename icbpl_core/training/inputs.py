@@ -159,6 +159,8 @@ class Features:
         report = self.progress(what) if world.main else None
         if share is not None and report is not None:     # rank 0's share stands for the whole
             report = _scaled(report, world.size, len(inputs.dataset))
+        if report is not None:      # the pass starts (its first batch, or a backbone warming up, can take a while)
+            report(0, len(inputs.dataset))
         net = net.to(self.device)
         if inputs.streamed:
             dataset = inputs.dataset if share is None else IndexedSubset(inputs.dataset, np.arange(*share))

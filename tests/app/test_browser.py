@@ -1,8 +1,11 @@
 """The app in a real browser: `streamlit run app.py` driven by Playwright and Debian's Chromium.
 
-Start a small training on digits from the page, wait for it to finish, open the latent
-space, hover a point (its image shows), box-select points with the mouse, see the gallery,
-download the selection's CSV and check its rows. Screenshots go to tests/artifacts/.
+Start a small training on digits from the page, wait for it to finish (the sidebar saying what
+the page says), open the latent space, hover a point (its image shows), lasso points ending over
+one (the image goes away), box-select points with the mouse, see the gallery, change the
+colouring (the selection stays), click a neighbours button (the page scrolls to them), click a
+cell of the contingency table (its images show), download the selection's CSV and check its
+rows. Nothing is fetched from the internet. Screenshots go to tests/artifacts/.
 """
 import csv
 import os
@@ -114,8 +117,12 @@ def test_train_select_and_download_in_a_browser(server, tmp_path):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(viewport={"width": 1500, "height": 1700}, accept_downloads=True)
         page.set_default_timeout(60_000)
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if r.url.startswith(("http:", "https:"))
+                and not r.url.startswith(url) else None)
         try:
             _journey(page, url, runs, tmp_path)
+            assert outside == [], f"fetched from outside the app: {outside}"      # the favicon included
         except Exception:
             shot(page, "failure")
             raise
@@ -142,6 +149,16 @@ def _journey(page, url, runs, tmp_path):
     # 2. Train: live progress, then finished
     page.get_by_text("losses per term").or_(page.get_by_text("Finished:")).first.wait_for(timeout=120_000)
     shot(page, "2-train-running")
+    # the sidebar's run picker says the state the page says (both follow the run as it changes)
+    sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]').last
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = page.locator('[data-testid="stCaptionContainer"]', has_text="state").first.inner_text()
+        if shown.rsplit("state", 1)[1].strip() == sidebar.inner_text().rsplit("·", 1)[1].strip():
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the page says {shown!r}, the sidebar {sidebar.inner_text()!r}")
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     # a reload (or a second tab on the same URL) reattaches to the running job
     assert f"run={run_dir.name}" in page.url
@@ -182,6 +199,26 @@ def _journey(page, url, runs, tmp_path):
     assert "url(" in page.eval_on_selector("#icbpl-hover-thumb div", "el => el.style.backgroundImage")
     shot(page, "5-latent-hover")
 
+    # a lasso that ends over a point: its picture goes, and does not follow the mouse elsewhere
+    end = (box["x"] + fx * box["width"], box["y"] + fy * box["height"])      # the point just hovered
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 8)
+    page.locator('.modebar-btn[data-val="lasso"]').first.click()
+    path = [(end[0] - 60, end[1] - 60), (end[0] + 60, end[1] - 60), (end[0] + 60, end[1] + 60), end]
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for (ax, ay), (bx, by) in zip(path, path[1:]):
+        for i in range(1, 11):
+            page.mouse.move(ax + (bx - ax) * i / 10, ay + (by - ay) * i / 10)
+            time.sleep(0.02)
+    page.mouse.up()
+    wait_idle(page)
+    assert not page.locator("#icbpl-hover-thumb").is_visible()
+    page.mouse.move(20, box["y"] + box["height"] + 100)          # off the plot
+    time.sleep(0.3)
+    assert not page.locator("#icbpl-hover-thumb").is_visible()
+    shot(page, "5b-after-lasso")
+    page.locator('.modebar-btn[data-val="select"]').first.click()
+
     # box select: drag across the middle of the plot
     x0, y0 = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15
     x1, y1 = box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.85
@@ -198,7 +235,14 @@ def _journey(page, url, runs, tmp_path):
     selected = int(heading.split(":")[1].split("image")[0].replace(",", "").strip())
     assert 0 < selected <= 300
     assert page.locator(".icbpl-cell").count() == min(selected, 60)
+    assert page.locator(".icbpl-cell figcaption").first.inner_text().count("digits:") == 1     # its file (id)
     shot(page, "6-latent-selection")
+    # another colouring is another figure: the selection stays
+    page.get_by_text("confidence", exact=True).first.click()
+    wait_idle(page)
+    assert page.get_by_text("Selection:").first.inner_text() == heading
+    page.get_by_text("cluster", exact=True).first.click()
+    wait_idle(page)
 
     # 4. the other result pages render
     for name, shot_name in (("Clusters & neighbours", "7-clusters"), ("Confusion & metrics", "8-metrics")):
@@ -207,12 +251,30 @@ def _journey(page, url, runs, tmp_path):
         wait_idle(page)
         no_exceptions(page)
         shot(page, shot_name)
-        if name.startswith("Clusters"):      # click an image: its neighbours, side by side
+        if name.startswith("Clusters"):      # click an image: the page scrolls to its neighbours
             page.locator('[class*="st-key-most-"] button:visible').last.click()
             wait_idle(page)
-            page.get_by_text("In backbone feature space").first.scroll_into_view_if_needed()
+            time.sleep(0.5)
+            # the neighbours at the top of the window, or the page scrolled as far as it goes
+            top, at_end = page.eval_on_selector("#icbpl-anchor-neighbours", """el => {
+                let s = el.parentElement; while (s && s.scrollHeight <= s.clientHeight + 1) s = s.parentElement;
+                s = s || document.scrollingElement;
+                return [el.getBoundingClientRect().top, s.scrollTop + s.clientHeight >= s.scrollHeight - 2]; }""")
+            assert 0 <= top < 200 or (at_end and 0 <= top < 1700), (top, at_end)
             no_exceptions(page)
             shot(page, "7b-neighbours")
+        else:                                # click a cell of the contingency table: its images
+            area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+            for i in range(10):              # down the diagonal (10 clusters, 10 classes) to a cell with images
+                page.mouse.click(area["x"] + area["width"] * (i + 0.5) / 10,
+                                 area["y"] + area["height"] * (i + 0.5) / 10)
+                wait_idle(page)
+                if page.locator(".icbpl-cell").count():
+                    break
+            assert page.get_by_text(f"true class {i}").count() == 1
+            assert page.locator(".icbpl-cell").count() > 0
+            no_exceptions(page)
+            shot(page, "8b-metrics-cell")
 
     # 5. Export: the selection's rows as CSV
     nav(page, "Export")

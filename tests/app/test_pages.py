@@ -176,6 +176,25 @@ def test_latent_selection_shows_a_gallery(runs_env):
     assert "3 rows" in button.proto.label
 
 
+def test_latent_selection_survives_a_change_of_colouring(runs_env):
+    """Each colouring is another figure (another chart widget, empty): the selection made on one is
+    kept, drawn selected on the next, and cleared only by the user."""
+    _, labelled, _ = runs_env
+    at = make_app("pages/latent.py", labelled,
+                  latent_selection={labelled.name: {"indices": [3, 5, 8], "colour": "cluster"}})
+    assert "Selection: 3 images" in texts(at)
+    at.radio(key="latent_colour").set_value("confidence").run()
+    assert_clean(at)
+    assert "Selection: 3 images" in texts(at)
+    (fig,) = plotly_figures(at)
+    (images,) = [t for t in fig["data"] if t["type"] == "scattergl"]
+    custom = decode(images["customdata"])
+    assert sorted(custom[images["selectedpoints"], 0].astype(int)) == [3, 5, 8]
+    assert at.session_state["selections"][labelled.name] == [3, 5, 8]     # what Export offers
+    at.button(key="latent_clear").click().run()
+    assert "Selection: 0 images" in texts(at)
+
+
 def test_latent_page_draws_a_big_run_decimated_and_says_so(runs_env, monkeypatch):
     """Past the draw limit (here lowered to 120 of 300 points): a sample keeping every cluster, the
     PEDCC stars, each point's image index and hover cell, and the hover atlas of the drawn images."""
@@ -226,6 +245,27 @@ def test_metrics_page_labelled(runs_env):
     assert "Per-cluster purity" in texts(at)
 
 
+def test_metrics_page_clicks_show_images(runs_env):
+    """A heatmap cell shows the images of that cluster and true class; a purity row, its cluster's."""
+    import pandas as pd
+
+    _, labelled, _ = runs_env
+    table = pd.read_csv(labelled / "assignments.csv")
+    cluster, label = int(table.loc[0, "cluster"]), int(table.loc[0, "label"])
+    at = make_app("pages/metrics.py", labelled, metrics_pick={labelled.name: {"cluster": cluster, "label": label}})
+    assert_clean(at)
+    expected = table.loc[(table["cluster"] == cluster) & (table["label"] == label), "index"].tolist()
+    (body,) = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
+    assert sorted(int(x.split('"')[0]) for x in body.split('data-index="')[1:]) == sorted(expected)[:60]
+    assert f"Cluster {cluster}, true class {label}" in texts(at)
+    at.session_state["metrics_pick"] = {labelled.name: {"cluster": cluster}}
+    at.run()
+    assert f"images 1-{min(60, (table['cluster'] == cluster).sum())} of {(table['cluster'] == cluster).sum()}" \
+        in [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body][0]
+    at.button(key="close-pick-main").click().run()
+    assert not [h for h in at.get("html") if "icbpl-grid" in h.proto.body]
+
+
 def test_metrics_page_unlabelled_says_so(runs_env):
     _, _, unlabelled = runs_env
     at = make_app("pages/metrics.py", unlabelled)
@@ -270,6 +310,40 @@ def test_clusters_page_click_shows_neighbours(runs_env):
     galleries = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
     assert any("In latent space" in g for g in galleries) and any("In backbone feature space" in g for g in galleries)
     assert any(f'data-index="{index}"' in g for g in galleries)
+    # the click scrolls the page to the neighbours (a script that finds the anchor above them)
+    scripts = [h.proto.body for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert len(scripts) == 1 and "icbpl-anchor-neighbours" in scripts[0] and "<" not in scripts[0][8:-9]
+    assert any('id="icbpl-anchor-neighbours"' in h.proto.body for h in at.get("html"))
+    at.run()                                                      # only once: a later rerun stays put
+    assert not [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+
+
+def test_galleries_show_file_names_and_page_sort_and_filter(runs_env):
+    """A selection of every image: pages of 60 (no cap), sorted and filtered by the gallery's controls,
+    each image captioned with its file name (the whole id on hover)."""
+    _, _, unlabelled = runs_env
+    table = __import__("pandas").read_csv(unlabelled / "assignments.csv")
+    at = make_app("pages/latent.py", unlabelled,
+                  latent_selection={unlabelled.name: {"indices": table["index"].tolist(), "colour": "cluster"}})
+    assert_clean(at)
+
+    def gallery():
+        (body,) = [h.proto.body for h in at.get("html") if "icbpl-grid" in h.proto.body]
+        return body
+
+    key = f"latent-gallery-{unlabelled.name}"
+    assert f"images 1-60 of {len(table)}" in gallery()
+    assert "img_0000.png" in gallery() and 'title="#0 · c' in gallery()
+    at.number_input(key=f"{key}:page").set_value(4).run()
+    assert f"images 181-{len(table)} of {len(table)}" in gallery()                # 240 images: the last page
+    at.selectbox(key=f"{key}:sort").select("confidence").run()
+    at.toggle(key=f"{key}:desc").set_value(True).run()
+    at.number_input(key=f"{key}:page").set_value(1).run()
+    first = int(gallery().split('data-index="')[1].split('"')[0])
+    assert first == int(table.loc[table["confidence"].idxmax(), "index"])
+    at.multiselect(key=f"{key}:clusters").select(2).run()
+    shown = [int(x.split('"')[0]) for x in gallery().split('data-index="')[1:]]
+    assert shown and set(table.set_index("index").loc[shown, "cluster"]) == {2}
 
 
 def test_export_page_whole_run_and_command(runs_env):

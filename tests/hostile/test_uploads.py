@@ -66,3 +66,52 @@ def test_extracted_archives_together_stay_under_their_cap(tmp_path, monkeypatch)
     os.utime(first, (time.time() - 100, time.time() - 100))
     second = extract_zip(new, cache)
     assert second.is_dir() and not first.exists()                        # 8,000 bytes: the older goes
+
+
+def test_messages_name_an_upload_as_it_was_uploaded_never_by_its_internal_path(tmp_path, monkeypatch):
+    from icbpl_app import state
+    from icbpl_core.datasets import load_dataset
+    from icbpl_core.errors import DatasetError
+
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("notes.txt", "no images here")
+    upload = Upload(buffer.getvalue())
+    upload.name = "my holiday <photos>.zip"
+    path = uploads.save_upload(upload, "session-a")
+    assert uploads.uploaded_name(path) == "my holiday <photos>.zip"
+    assert uploads.shown(path) == "my holiday <photos>.zip (uploaded)"
+    assert uploads.shown(tmp_path / "elsewhere.zip") == str(tmp_path / "elsewhere.zip")   # not an upload
+    try:
+        load_dataset("zip", str(path), None, 0)
+    except DatasetError as exc:
+        message = state.message(exc)
+    assert str(path) not in message and ".uploads" not in message
+    assert "my holiday <photos>.zip" in message and message.endswith("Upload another zip archive on Data & model.")
+    quoted = uploads.without_upload_paths(f"cannot read '{path}': bad")
+    assert quoted == "cannot read 'my holiday <photos>.zip': bad"
+    # an upload the app has no name for (saved before names were kept) is still not shown by its path
+    (path.parent / uploads.NAMES).unlink()
+    assert uploads.without_upload_paths(f"{path} is broken") == "an uploaded archive is broken"
+
+
+def test_a_failed_run_on_an_upload_says_why_once_naming_the_upload(tmp_path, monkeypatch):
+    from icbpl_app import jobs
+    from icbpl_app.progress import summarize
+    from icbpl_core import events as ev
+    from icbpl_core.store.runs import create_run
+
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path))
+    upload = Upload(b"PK not really")
+    upload.name = "shapes.zip"
+    path = uploads.save_upload(upload, "session-b")
+    run = create_run(tmp_path, {"dataset": "zip", "data_root": str(path), "train": {"epochs": 3}})
+    error = f"the dataset has 1 readable image(s) in {path}; clustering needs at least 2"
+    run.set_status("failed", error=error, setting="data_root")
+    message = jobs.error_message(run)
+    assert message == ("The dataset has 1 readable image(s) in shapes.zip; clustering needs at least 2. "
+                       "Upload another zip archive on Data & model.")
+    progress = summarize([{"type": ev.START, "time": 1.0}, {"type": ev.ERROR, "time": 2.0, "message": error}],
+                         "failed", 3)
+    assert progress.phase == "failed" and progress.detail == ""          # the outcome message says why

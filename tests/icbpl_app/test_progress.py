@@ -40,3 +40,36 @@ def test_skipped_files_of_this_attempt_add_up():
               {"type": "skipped", "time": 5, "count": 2, "files": []}, {"type": "skipped", "time": 6, "count": 1,
                                                                         "files": []}]
     assert summarize(events, "running").skipped == 3
+
+
+def test_extraction_fills_the_bar_and_estimates_its_time_left():
+    """Feature extraction (most of a run on own data): the bar is the share of the passes done, the
+    time left comes from the pace so far, and a finished pass never reads as a stall."""
+    from icbpl_app.progress import extraction_passes
+
+    config = {"mode": "head", "n_views": 2, "neighbours_from": "backbone"}
+    assert extraction_passes(config) == 3
+    assert extraction_passes({"mode": "finetune", "neighbours_from": "mobilenet_v2_mid"}) == 1
+    assert extraction_passes({"mode": "head", "n_views": 4, "neighbours_from": "dinov2_vits14"}) == 6
+    t0 = 1000.0
+    events = [{"type": "start", "time": t0}, {"type": "data", "time": t0 + 2, "n_images": 300},
+              {"type": "extract", "time": t0 + 3, "what": "features", "done": 0, "total": 300},
+              {"type": "extract", "time": t0 + 4, "what": "features", "done": 100, "total": 300}]
+    p = summarize(events, "running", 10, now=t0 + 4, passes=3)
+    assert p.phase == "extracting features"
+    assert p.fraction == pytest.approx((100 / 300) / 3)
+    assert p.detail == "features: 100/300 images (pass 1 of 3)"
+    assert p.remaining == pytest.approx((200 + 2 * 300) / 100)        # 100 images a second
+    events += [{"type": "extract", "time": t0 + 6, "what": "features", "done": 300, "total": 300}]
+    p = summarize(events, "running", 10, now=t0 + 20, passes=3)
+    assert p.fraction == pytest.approx(1 / 3) and "all 300 images extracted" in p.detail
+    assert "(14s)" in p.detail                                         # how long the next step has taken
+    # a pass without a start event (older engines) starts when the event before it was written
+    events += [{"type": "extract", "time": t0 + 9, "what": "view 1/2", "done": 150, "total": 300}]
+    p = summarize(events, "running", 10, now=t0 + 9, passes=3)
+    assert p.passes[-1]["start"] == t0 + 6 and p.fraction == pytest.approx(1.5 / 3)
+    assert p.detail == "view 1/2: 150/300 images (pass 2 of 3)"
+    # passes served from the feature cache make no events; the first epoch hands the bar to training
+    events += [{"type": "epoch", "time": t0 + 12, "epoch": 1, "epochs": 10, "seconds": 1.0, "losses": {}}]
+    p = summarize(events, "running", 10, now=t0 + 12, passes=3)
+    assert p.phase == "training" and p.fraction == pytest.approx(0.1) and p.remaining == pytest.approx(9.0)

@@ -107,3 +107,33 @@ def test_round_trip_through_the_real_figure(colour_by):
     if sum(t > 0 for t in map(len, filter(lambda t: t is not None, tables))) > 1:
         # a trace's point indices restart at 0: without customdata or tables they would collide
         assert len({p["point_index"] for p in picked}) < len(expected)
+
+
+def test_heatmap_cell_from_the_cell_markers_of_the_confusion_figure():
+    """A click on the contingency heatmap arrives as a point of its invisible cell markers."""
+    from icbpl_app.analysis import confusion
+    from icbpl_app.figures import confusion_figure
+    from icbpl_app.selection import heatmap_cell
+
+    table = pd.DataFrame({"label": [0, 0, 1, 1, 2, 2, 2], "cluster": [1, 1, 0, 2, 2, 2, 0]})
+    conf = confusion(table, 3, {"class_names": ["circle", "triangle", "square"]})
+    fig = confusion_figure(conf)
+    markers = fig.data[1]
+    rows, cols = list(conf.row_clusters), [0, 1, 2]
+    for p in range(len(markers.customdata)):
+        r, c = (int(v) for v in markers.customdata[p])
+        event = {"selection": {"points": [{"curve_number": 1, "point_index": p, "customdata": {"0": r, "1": c},
+                                           "x": markers.x[p], "y": markers.y[p]}]}}
+        assert heatmap_cell(event, rows, cols) == (rows[r], cols[c])
+        assert markers.x[p] == fig.data[0].x[c] and markers.y[p] == fig.data[0].y[r]   # on its cell
+    by_label = {"selection": {"points": [{"x": "square", "y": conf.row_labels[0]}]}}
+    assert heatmap_cell(by_label, rows, cols, conf.row_labels, conf.col_labels) == (rows[0], 2)
+    assert heatmap_cell({"selection": {"points": []}}, rows, cols) is None
+
+
+def test_table_row():
+    from icbpl_app.selection import table_row
+
+    assert table_row({"selection": {"rows": [3], "columns": []}}) == 3
+    assert table_row({"selection": {"rows": [], "columns": []}}) is None
+    assert table_row(None) is None
