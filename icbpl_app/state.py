@@ -135,6 +135,23 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def recipe_line(config: dict, choice: dict | None) -> str:
+    """Which recipe a run trains with, and for the auto recipe what it chose and what was changed by hand."""
+    recipe = config.get("recipe")
+    if not recipe:
+        return ""
+    if recipe != "auto" or not choice:
+        return f"recipe {recipe}"
+    text = f"recipe auto: {choice.get('chosen')}"
+    scores = (choice.get("scores") or {}).get(choice.get("chosen")) or {}
+    criterion = choice.get("criterion")
+    if criterion in scores:
+        text += f" ({criterion.replace('_', ' ')} {scores[criterion]:.3f}, best of {len(choice.get('scores'))})"
+    if choice.get("overridden"):
+        text += " · changed by hand: " + ", ".join(label(n) for n in choice["overridden"])
+    return text
+
+
 def train_command(config: dict, runs_dir: str | Path = "runs", threads: int | None = None) -> str:
     """The `icbpl train` command that repeats a run (the command line's own rendering)."""
     return command_line(config, str(runs_dir), threads)

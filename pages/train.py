@@ -57,7 +57,9 @@ def _live(run) -> None:
     train = config.get("train", {})
     progress = summarize(run.events(), current, train.get("epochs"), passes=extraction_passes(config))
     st.subheader(f"{common.STATE_ICONS.get(current, '•')} {run.id}")
-    st.caption(f"{config.get('dataset')} · backbone {config.get('backbone')} · mode {config.get('mode')} · "
+    recipe = state.recipe_line(config, run.choice)
+    st.caption(f"{config.get('dataset')} · " + (f"{recipe} · " if recipe else "")
+               + f"backbone {config.get('backbone')} · mode {config.get('mode')} · "
                f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · {common.where_it_runs(config)} · "
                f"state **{current}**")
     st.progress(float(progress.fraction), text=progress.phase + (f" — {progress.detail}" if progress.detail else ""))
