@@ -6,7 +6,8 @@
     icbpl curate RUN_DIR --merge 3 7
     icbpl export RUN_DIR --out labels.csv [--curated]
     icbpl runs
-Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line.
+Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line, `suggest-k`
+the suggested K.
 Exit codes: 0 ok, 1 the run failed (the message says why), 2 wrong arguments, 130 stopped.
 
 The train command's options are params.py's table; parsing them imports no torch, so
