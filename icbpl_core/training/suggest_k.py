@@ -9,9 +9,9 @@
    else the dataset's default (for a scratch encoder, the backbone its neighbours come from).
    SAMPLE is twice the auto recipe's: on 1,000 images the 5-class folder's short runs agreed
    best at K = 2, on 2,000 at K = 5.
-2. For every K in the range, choice.score: short head-only ICBPL runs over two seeds, each
-   scored without labels (stability, view consistency, silhouette, balance, loss, ...), plus the
-   share of the K clusters the runs actually use.
+2. For every K in the range, choice.score on ROUNDS pairs of seeds: short head-only ICBPL runs,
+   each scored without labels (stability, view consistency, silhouette, balance, loss, and the
+   share of the K clusters the runs use), averaged over the pairs.
 3. The suggestion (pick below) is the K with the highest CRITERION: the stability across seeds
    (adjusted Rand index of two runs' partitions, averaged over ROUNDS pairs) times the share of
    the K clusters the runs use. Stability alone keeps rising past the true K on some sets, where
@@ -45,6 +45,7 @@ SAMPLE = 2000            # images scored (docs/BENCHMARKS.md#suggest-k)
 CRITERION = "stability_used"     # stability x used (docs/BENCHMARKS.md#suggest-k)
 ROUNDS = 2               # choice.score per K, on seeds (s, s+1), (s+2, s+3), ...: scores are their means
 SUGGEST_VERSION = 1
+NAMES = {"stability_used": "stability across seeds times the share of clusters used"}
 SCORES = ("stability_used", "stability", "view_consistency", "silhouette", "balance", "used", "loss")
 
 
@@ -85,12 +86,11 @@ def pick(scores: dict[int, dict], criterion: str = CRITERION) -> tuple[int, str]
     larger K."""
     best = max(scores[k][criterion] for k in scores)
     k = max(k for k in scores if scores[k][criterion] >= best - 0.005)
-    name = criterion.replace("_", " ")
+    name = NAMES.get(criterion, criterion.replace("_", " "))
     others = sorted((s[criterion], j) for j, s in scores.items() if j != k)[-1:]
     why = (f"K = {k} has the highest {name} ({scores[k][criterion]:.3f}"
            + (f", against {others[0][0]:.3f} for K = {others[0][1]}" if others else "") + ")")
     if criterion == "stability_used":
-        why = why.replace(name, "stability across seeds times the share of clusters used", 1)
         why += ": short runs with different seeds agree most on its partition, and leave no cluster empty"
     return k, why
 
@@ -119,8 +119,10 @@ def probe_backbone(spec: RunSpec, given: set[str] | frozenset, progress, cache_d
             raise ConfigError(f"suggesting K needs a pretrained backbone's features, and {spec.backbone} has no "
                               "pretrained weights; give another --backbone", setting="backbone")
         return spec.backbone, "given"
+    from ..recipes import default_recipe
+
     entry = get_entry(spec.dataset)
-    if spec.recipe == "auto":
+    if (spec.recipe or default_recipe(spec.dataset)) == "auto":
         choice = auto.choose(spec, set(given) | {"n_clusters"}, progress=progress, cache_dir=cache_dir)
         chosen = choice.values.get("neighbours_from") if choice.chosen == "pixels" else choice.values["backbone"]
         return chosen, f"the auto recipe's choice ({choice.chosen})"
