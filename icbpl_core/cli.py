@@ -1,11 +1,13 @@
-"""Command line: train, choose, resume, curate, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
+"""Command line: train, choose, suggest-k, resume, curate, export, runs (installed as `icbpl`; also `python -m icbpl_core`).
 
     icbpl train --dataset digits
     icbpl choose --dataset folder --data-root ~/photos --n-clusters 5
+    icbpl suggest-k --dataset folder --data-root ~/photos --k-min 2 --k-max 15
     icbpl curate RUN_DIR --merge 3 7
     icbpl export RUN_DIR --out labels.csv [--curated]
     icbpl runs
-Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line.
+Progress goes to stderr; `train` and `resume` print the run folder as stdout's last line, `suggest-k`
+the suggested K.
 Exit codes: 0 ok, 1 the run failed (the message says why), 2 wrong arguments, 130 stopped.
 
 The train command's options are params.py's table; parsing them imports no torch, so
@@ -102,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--out", metavar="FILE.json", help="also write the choice (candidates, scores, why) here")
     choose.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
+    suggest = sub.add_parser("suggest-k", help="suggest the number of clusters K for a dataset, from the images "
+                             "alone", description="Score every K in a range with short ICBPL runs on a sample of the "
+                             "images, without labels, and print the suggested K as stdout's last line; options as "
+                             "for train (a given --backbone is the one whose features are scored).")
+    add_param_options(suggest)
+    suggest.add_argument("--k-min", type=int, default=None, metavar="A", help="smallest K scored (default 2)")
+    suggest.add_argument("--k-max", type=int, default=None, metavar="B", help="largest K scored (default 15)")
+    suggest.add_argument("--cache-dir", metavar="DIR", help=cache_help)
+    suggest.add_argument("--out", metavar="FILE.json", help="also write every K's scores here")
+    suggest.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument(GPUS.flag, dest="gpus", type=_parse_as(GPUS), default=None, metavar="N", help=_help(GPUS))
@@ -148,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if not under_torchrun():
             return with_torchrun(args.gpus, sys.argv[1:] if argv is None else argv)
     try:
-        return {"train": _train, "choose": _choose, "resume": _resume, "export": _export, "curate": _curate,
+        return {"train": _train, "choose": _choose, "suggest-k": _suggest_k, "resume": _resume, "export": _export, "curate": _curate,
                 "runs": _runs}[args.command](args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
@@ -241,6 +254,37 @@ def _choose(args) -> int:
     if args.out:
         atomic.write_json(args.out, choice.to_dict())
     print(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in choice.values.items() if v is not None))
+    return 0
+
+
+def _suggest_k(args) -> int:
+    """Print every K's scores on stderr; stdout's last line is the suggested K alone."""
+    import time
+
+    from .errors import IcbplError
+    from .store import atomic
+    from .training.suggest_k import K_MAX, K_MIN, suggest_k
+
+    given = {p.name for p in params.on("cli") if getattr(args, p.name, None) is not None}
+    last = [0.0]
+
+    def progress(what: str, done: int, total: int) -> None:
+        if not args.quiet and (time.monotonic() - last[0] > 1.0 or done == total):
+            last[0] = time.monotonic()
+            print(f"suggesting K: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
+    k_min = K_MIN if args.k_min is None else args.k_min
+    k_max = max(K_MAX, k_min) if args.k_max is None else args.k_max
+    try:
+        spec = spec_from_args(args)
+        spec.resolved()    # refuse what cannot run before minutes of scoring
+        suggestion = suggest_k(spec, k_min, k_max, given, progress=progress, cache_dir=args.cache_dir)
+    except IcbplError as exc:
+        return _fail(hint(exc), EXIT_USAGE)
+    if not args.quiet:
+        print(f"suggested K: {suggestion.why}\n{suggestion.table()}", file=sys.stderr, flush=True)
+    if args.out:
+        atomic.write_json(args.out, suggestion.to_dict())
+    print(suggestion.k)
     return 0
 
 

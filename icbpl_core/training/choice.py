@@ -233,6 +233,7 @@ def score(features: np.ndarray, views: np.ndarray, k: int, train, neighbours: np
     balance           entropy of the cluster sizes over log K (1: all equal)
     loss              minus the final ICBPL loss (higher is better, as for the others)
     view_neighbours   share of an image's 10 nearest neighbours (cosine) its augmented copy keeps
+    used              share of the K clusters that hold at least one image
     """
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
@@ -250,7 +251,7 @@ def score(features: np.ndarray, views: np.ndarray, k: int, train, neighbours: np
         used = len(np.unique(labels))
         silhouette = silhouette_score(model.latents_, labels, metric="cosine") if 1 < used < len(labels) else -1.0
         results.append({"view_consistency": same, "silhouette": silhouette, "balance": entropy,
-                        "loss": -model.history_[-1]["losses"]["total"]})
+                        "loss": -model.history_[-1]["losses"]["total"], "used": used / k})
         partitions.append(labels)
     out = {name: float(np.mean([r[name] for r in results])) for name in results[0]}
     out["stability"] = float(adjusted_rand_score(partitions[0], partitions[1]))
