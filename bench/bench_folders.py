@@ -3,7 +3,7 @@ how good that is, and how it compares with every fixed candidate and with k-mean
 
     python bench/bench_folders.py --out DIR                  # every folder (about an hour here)
     python bench/bench_folders.py --out DIR --folders fashion-3-classes digits-png
-    python bench/bench_folders.py --out DIR --named          # also digits and Fashion-MNIST (5,000)
+    python bench/bench_folders.py --out DIR --named          # also digits and Fashion-MNIST (3,000)
                                                              # with their own recipe and with auto
 
 Folders (folders.py): digits as PNGs, Fashion-MNIST test images, random 3, 5 and 7 of its
@@ -38,7 +38,7 @@ from icbpl_core.method.metrics import evaluate
 from icbpl_core.datasets import load_dataset
 from icbpl_core.training.choice import CANDIDATES, CRITERION, SCORES, candidate_values
 
-NAMED = (("digits", None), ("fashion-mnist", 5000))
+NAMED = (("digits", None), ("fashion-mnist", 3000))
 
 
 def icbpl(*args: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from icbpl_app import choosing, form, state, uploads
+from icbpl_app import choosing, form, state, suggest_k, uploads
 from icbpl_core.backbones import BACKBONES, backbone_names
 from icbpl_core.datasets import DATASETS, get_entry, load_dataset
 from icbpl_core.errors import DatasetError
@@ -218,6 +218,50 @@ def show_choice(values: dict, ready: bool) -> None:
         st.rerun()
 
 
+def apply_suggested_k() -> None:
+    """"Use K = k" clicked on the last run of this page: into the K field before it is drawn."""
+    k = st.session_state.pop("d_use_k", None)
+    if k is not None:
+        st.session_state[form.field("n_clusters").key] = form.field("n_clusters").to_widget(k)
+
+
+@st.fragment(run_every=1.5)
+def watch_suggestion(values: dict) -> None:
+    job = suggest_k.job_for(state.runs_dir(), values)
+    if job.state == "running":
+        st.info(f"Suggesting K: {job.progress}", icon=":material/hourglass_top:")
+    elif st.session_state.get("d_k_watching") == job.key:
+        st.session_state.pop("d_k_watching")
+        st.rerun()
+
+
+def suggest_clusters(values: dict, ready: bool) -> None:
+    """Suggest K: short runs for every K in a range on the images' features, scored without labels."""
+    job = suggest_k.job_for(state.runs_dir(), values)
+    with st.expander("Not sure about K? Suggest it", expanded=job.state in ("running", "done")):
+        if job.state == "running":
+            st.session_state["d_k_watching"] = job.key
+            watch_suggestion(values)
+            return
+        if job.state == "done":
+            suggestion = job.suggestion
+            st.plotly_chart(suggest_k.figure(suggestion), key="d_k_figure")
+            st.caption(f"{suggestion.why[:1].upper()}{suggestion.why[1:]}. Same as `icbpl suggest-k` with these "
+                       "settings. Near-flat scores mean several K are about as good: look at the chart.")
+            if st.button(f"Use K = {suggestion.k}", key="d_use_k_button"):
+                st.session_state["d_use_k"] = suggestion.k
+                st.rerun()
+            return
+        if job.state == "failed":
+            st.error(f"Suggesting K failed: {job.progress}", icon=":material/error:")
+        st.caption("Scores every K from 2 to 15 with short runs on a sample of the images (a few minutes here), "
+                   "without reading labels.")
+        if st.button("Suggest K", key="d_suggest_k", disabled=not ready):
+            suggest_k.start(state.runs_dir(), values)
+            st.session_state["d_k_watching"] = job.key
+            st.rerun()
+
+
 def choose_model(draft: state.Draft, name: str, dataset) -> dict:
     """Section 2: the backbone, K, epochs and mode up front; every other field under Advanced."""
     default_backbone = get_entry(name).default_backbone
@@ -284,6 +328,8 @@ choice_values = {**draft.to_dict(), **values}
 if values["recipe"] == "auto":
     apply_finished_choice(choice_values)
     show_choice(choice_values, ready=dataset is not None)
+apply_suggested_k()
+suggest_clusters(choice_values, ready=dataset is not None)
 values.update(choose_model(draft, values["dataset"], dataset))
 draft = state.Draft({**draft.to_dict(), **values})
 st.session_state["draft"] = draft.to_dict()
