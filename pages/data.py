@@ -329,7 +329,9 @@ if values["recipe"] == "auto":
     apply_finished_choice(choice_values)
     show_choice(choice_values, ready=dataset is not None)
 apply_suggested_k()
-suggest_clusters(choice_values, ready=dataset is not None)
+# before the auto recipe has chosen, the backbone field holds no choice yet: let suggest-k choose too
+unchosen = values["recipe"] == "auto" and choosing.job_for(state.runs_dir(), choice_values).state != "done"
+suggest_clusters({**choice_values, "backbone": None} if unchosen else choice_values, ready=dataset is not None)
 values.update(choose_model(draft, values["dataset"], dataset))
 draft = state.Draft({**draft.to_dict(), **values})
 st.session_state["draft"] = draft.to_dict()
