@@ -315,6 +315,12 @@ def curated(run: Run):
     return _curated(str(run.path), stamp(run, "assignments.csv"), stamp(run, LOG_NAME))
 
 
+def flags_of(state_, indices) -> dict[int, str]:
+    """The flag of each flagged image among `indices`, as a gallery's extra caption line."""
+    return {int(i): f"flag: {state_.flag[int(i)]}" for i in indices
+            if 0 <= int(i) < len(state_.flag) and state_.flag[int(i)]}
+
+
 LABELLING = "labelling"      # run id -> the labelling the Latent space and metrics pages show
 
 

@@ -225,21 +225,24 @@ with c2:
 kept_selection(run.id, colour_by, key=f"latent-{run.id}-{colour_by}")   # drawn selected if the chart has it not
 other = common.compare_run()
 if other is not None:
-    other_table = common.assignments(other)
+    other_state, _ = common.curated(other)
+    other_labelling = cur.default_labelling(other_state)       # curated once it has edits, as on metrics
+    other_table, other_names = cur.labelled(common.assignments(other), other_state, other_labelling)
     mapping = match_clusters(table, other_table)
     colours = matched_colours(mapping, table["cluster"].unique(), other_table["cluster"].unique())
-    matched_names = {b: f"≈ {a}" + (f" {cluster_names[a]}" if cluster_names.get(a) else "")
-                     for b, a in mapping.items()}
+    matched_names = {int(b): " ".join(filter(None, [other_names.get(int(b)), f"≈ {mapping[b]}" if b in mapping else "",
+                                                     cluster_names.get(mapping.get(b, -1))]))
+                     for b in set(mapping) | set(other_names)}
     kept = kept_selection(run.id, colour_by)
     left, right = st.columns(2)
     with left:
         st.markdown(f"**{run.id}**")
         event = draw(run, colour_by, key=f"latent-{run.id}-{colour_by}", labelling=labelling)
     with right:
-        st.markdown(f"**{other.id}** (comparison)")
+        st.markdown(f"**{other.id}** (comparison" + (", curated)" if other_labelling == cur.CURATED else ")"))
         other_colour = colour_by if colour_by != "true label" or "label" in other_table.columns else "cluster"
         key = f"latent-cmp-{other.id}-{other_colour}"
-        draw(other, other_colour, key=key, colours=colours, names=matched_names,
+        draw(other, other_colour, key=key, labelling=other_labelling, colours=colours, names=matched_names,
              highlight=same_images(table, other_table, kept) if kept else None,
              on_select=partial(remember_compared, run, other, key))
     st.caption(f"Matched clusters share a colour: each of {other.id}'s clusters is matched one-to-one to one of "
@@ -278,4 +281,5 @@ else:
                          height=min(400, 38 + 35 * len(per_label)))
     with s2:
         common.html_gallery(run, indices, table, common.class_names_of(run), title="Selected images",
+                            extra=common.flags_of(curated, indices),
                             key=f"latent-gallery-{run.id}")

@@ -96,7 +96,8 @@ def picked_gallery(run, table, column_key: str, labelling: str = cur.MODEL, name
         st.session_state[PICKS].pop(run.id, None)
         st.rerun()
     if len(indices):
-        common.html_gallery(run, indices, table, class_names, key=f"metrics-gallery-{column_key}")
+        common.html_gallery(run, indices, table, class_names, key=f"metrics-gallery-{column_key}",
+                            extra=common.flags_of(state, indices) if state is not None else None)
         if state is not None:
             only = st.text_input(f"Act on: all {len(indices):,} images shown, or only these ids",
                                  key=f"metrics-only-{column_key}", placeholder="e.g. 3, 17, 40-45 (empty: all)")

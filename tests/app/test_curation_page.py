@@ -1,5 +1,6 @@
 """Curate on the Clusters page and the curated CSV on Export, with streamlit.testing's AppTest,
 on a finished digits run trained for this module (its own, since edits change what it shows)."""
+import re
 import shutil
 
 import numpy as np
@@ -276,15 +277,19 @@ def test_compared_runs_share_colours_of_matched_clusters_and_a_selection(run_dir
     k = int(table["cluster"].max()) + 1
     table["cluster"] = (table["cluster"] + 1) % k
     table.to_csv(other / "assignments.csv", index=False)
+    named = int(table["cluster"].value_counts().idxmax())
+    Curation(Run(other)).name(named, "renamed")      # the compared run is shown curated, its names kept
     at = make_app("pages/latent.py", run_dir, compare_id=other.name,
                   latent_selection={run_dir.name: {"indices": [4, 5, 6], "colour": "cluster"}})
     assert_clean(at)
     mine, theirs = plotly_figures(at)
     colour = {t["name"].split(" (")[0]: t["marker"]["color"] for t in mine["data"] if t["type"] == "scattergl"}
     for trace in (t for t in theirs["data"] if t["type"] == "scattergl"):
-        cluster, twin = trace["name"].split(" · ≈ ")[0], trace["name"].split(" · ≈ ")[1].split(" (")[0]
+        cluster, twin = re.match(r"(cluster \d+) · (?:renamed )?≈ (\d+) \(", trace["name"]).groups()
         assert int(twin) == (int(cluster.split()[1]) - 1) % k
         assert trace["marker"]["color"] == colour[f"cluster {twin}"] == PALETTE[int(twin) % len(PALETTE)]
+    assert any(t["name"].startswith(f"cluster {named} · renamed ≈ {(named - 1) % k} (") for t in theirs["data"])
+    assert f"{other.name}** (comparison, curated)" in texts(at)
     shown = []
     for trace in (t for t in theirs["data"] if t["type"] == "scattergl" and t.get("selectedpoints")):
         shown += decode(trace["customdata"])[trace["selectedpoints"], 0].astype(int).tolist()
