@@ -245,9 +245,11 @@ if other is not None:
         draw(other, other_colour, key=key, labelling=other_labelling, colours=colours, names=matched_names,
              highlight=same_images(table, other_table, kept) if kept else None,
              on_select=partial(remember_compared, run, other, key))
+    shared = len(set(table["id"].astype(str)) & set(other_table["id"].astype(str)))
     st.caption(f"Matched clusters share a colour: each of {other.id}'s clusters is matched one-to-one to one of "
-               f"{run.id}'s (Hungarian, on the images both runs clustered); '≈ 3' names its match. A selection "
-               "in either plot shows the same images selected in the other.")
+               f"{run.id}'s (Hungarian, on the {shared:,} images both runs clustered); '≈ 3' names its match. "
+               "A selection in either plot shows the same images selected in the other"
+               + (f" (those of the {shared:,} shared)." if shared < max(len(table), len(other_table)) else "."))
 else:
     event = draw(run, colour_by, key=f"latent-{run.id}-{colour_by}", labelling=labelling)
 

@@ -2,17 +2,25 @@
 cluster and merge two on the Clusters page, flag images there and from a latent-space selection,
 see the curated clusters (and the model's, on request) on Latent space, drill down from a cell of
 the curated heatmap on Confusion & metrics, export the curated CSV and check its rows, then
-reload and find every edit still there. Screenshots go to tests/artifacts/journey-*.png."""
+reload and find every edit still there. Then two runs compared on Latent space: matched clusters
+in one colour, a selection in either plot shown in both. Screenshots go to
+tests/artifacts/journey-*.png and compare-*.png."""
 import csv
+import os
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 
 import pytest
 
 from icbpl_core.store.curation import Curation, parse_ids
 from icbpl_core.store.runs import Run
-from tests.app.test_browser import CHROMIUM, nav, no_exceptions, server, set_number, shot, wait_idle  # noqa: F401
+from tests.app.test_browser import (CHROMIUM, free_port, nav, no_exceptions, server, set_number,  # noqa: F401
+                                    shot, wait_idle)
 from tests.app.test_browser_curation import edit_done, open_clusters, pick_two
+from tests.helpers import ROOT, run_folder, start_icbpl
 
 pytestmark = pytest.mark.slow
 from playwright import sync_api  # noqa: E402  (test_browser skips the module without chromium)
@@ -64,8 +72,8 @@ def choose(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
-def box_select(page, fx0=0.15, fy0=0.15, fx1=0.85, fy1=0.85) -> None:
-    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+def box_select(page, fx0=0.15, fy0=0.15, fx1=0.85, fy1=0.85, plot: int = 0) -> None:
+    area = page.locator(".js-plotly-plot .nsewdrag").nth(plot).bounding_box()
     x0, y0 = area["x"] + area["width"] * fx0, area["y"] + area["height"] * fy0
     x1, y1 = area["x"] + area["width"] * fx1, area["y"] + area["height"] * fy1
     page.mouse.move(x0, y0)
@@ -225,3 +233,122 @@ def _journey(page, url, runs, tmp_path):
     assert any(r.startswith(f"cluster {named} · big one →") for r in rows)
     no_exceptions(page)
     shot(page, "journey-10-reload-metrics")
+
+
+# -- two runs compared -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A server over two finished digits runs of the same images (seeds 0 and 1)."""
+    runs = tmp_path_factory.mktemp("compare-runs")
+    procs = [start_icbpl("train", "--dataset", "digits", "--limit", "300", "--backbone", "scratch-mlp",
+                         "--neighbours-from", "pixels", "--epochs", "3", "--seed", seed, "--runs-dir", runs, "--quiet")
+             for seed in (0, 1)]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        done.append(run_folder(out))
+    port = free_port()
+    env = {**os.environ, "ICBPL_RUNS_DIR": str(runs), "ICBPL_OFFLINE": "1"}
+    log = open(tmp_path_factory.getbasetemp() / "streamlit-compare.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start")
+        time.sleep(0.3)
+    yield url, done
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def same(source, target, indices) -> set[int]:
+    """The images of run `target` that are `indices` of run `source`, by id (the seeded subsets of two
+    seeds share only some images)."""
+    import pandas as pd
+
+    a, b = pd.read_csv(source / "assignments.csv"), pd.read_csv(target / "assignments.csv")
+    ids = set(a.loc[a["index"].isin(list(indices)), "id"].astype(str))
+    return set(b.loc[b["id"].astype(str).isin(ids), "index"].astype(int))
+
+
+def selected_in(page, plot: int) -> set[int]:
+    """The image indices drawn selected in a latent plot (its traces' selectedpoints)."""
+    return set(page.evaluate("""n => { const gd = document.querySelectorAll('.js-plotly-plot')[n]; const out = [];
+        gd._fullData.forEach(t => { const sp = gd.data[t.index].selectedpoints;
+            if (t.type === 'scattergl' && sp) Array.from(sp).forEach(p => out.push(Math.round(t.customdata[p][0]))); });
+        return out; }""", plot))
+
+
+def colours_of(page, plot: int) -> dict[str, str]:
+    """Legend name -> marker colour of a latent plot's image traces."""
+    return page.evaluate("""n => { const gd = document.querySelectorAll('.js-plotly-plot')[n]; const out = {};
+        gd._fullData.forEach(t => { if (t.type === 'scattergl') out[t.name] = t.marker.color; });
+        return out; }""", plot)
+
+
+def test_two_runs_compared_share_colours_and_selections(two_runs):
+    url, (first, second) = two_runs
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{url}/latent?run={first.name}")
+            page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+            wait_idle(page, 180)
+            page.locator('[data-testid="stSelectbox"]', has_text="Compare with").click()
+            page.get_by_role("option", name=second.name, exact=False).first.click()
+            wait_idle(page, 180)
+            page.locator(".js-plotly-plot").nth(1).wait_for(timeout=180_000)
+            wait_idle(page, 180)
+            no_exceptions(page)
+            mine, theirs = colours_of(page, 0), colours_of(page, 1)
+            matched = {name: colour for name, colour in theirs.items() if " · ≈ " in name}
+            assert matched
+            for name, colour in matched.items():       # "cluster 5 · ≈ 3 (40)": drawn as the first run's 3
+                twin = int(name.split(" · ≈ ")[1].split()[0])
+                assert colour == next(c for n, c in mine.items() if n.startswith(f"cluster {twin} ("))
+            shot(page, "compare-1-matched-colours")
+
+            box_select(page, 0.2, 0.2, 0.8, 0.8, plot=0)     # the first run's selection, shown in both
+            page.locator(".icbpl-cell").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            picked = selected_in(page, 0)
+            count = int(page.get_by_text("Selection:").first.inner_text().split(":")[1].split("image")[0])
+            assert len(picked) == count > 0
+            shown = selected_in(page, 1)
+            assert shown and shown == same(first, second, picked)     # the same images (by id) in the other run
+            shot(page, "compare-2-selected-on-the-left")
+
+            box_select(page, 0.2, 0.2, 0.8, 0.8, plot=1)     # the second run's selection becomes the first's
+            wait_idle(page)
+            time.sleep(1)
+            right = selected_in(page, 1)
+            left = selected_in(page, 0)
+            count = int(page.get_by_text("Selection:").first.inner_text().split(":")[1].split("image")[0])
+            assert right and left == same(second, first, right) and len(left) == count
+            no_exceptions(page)
+            shot(page, "compare-3-selected-on-the-right")
+        except Exception:
+            shot(page, "compare-failure")
+            raise
+        finally:
+            browser.close()
