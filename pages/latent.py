@@ -1,7 +1,12 @@
 """Latent space: UMAP (cosine) of the run's latents with its PEDCC points; colour by cluster,
 true label or confidence; hover shows the image; box / lasso selection opens a gallery. A run
 with more than sampling.MAX_DRAWN images is drawn as a seeded sample that keeps every cluster
-(the page says how many of how many); hover and selection work on the drawn points."""
+(the page says how many of how many); hover and selection work on the drawn points.
+
+Once the run has curation edits the plot shows the curated clusters (names in the legend and the
+hover), or the model's on request; a selection can be moved or flagged from here (one edit of the
+run's log). A compared run is drawn beside it with its clusters matched to this run's (Hungarian)
+in the same colours, and a selection in either plot shows in both."""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,9 @@
 """Confusion & metrics: the contingency table with clusters matched to classes (Hungarian),
 ACC, NMI, ARI, many-to-one ACC and per-cluster purity; without labels, cluster sizes and
-confidence. Clicking a cell of the table or a row of a cluster table shows those images. A second
-run (sidebar) is compared side by side."""
+confidence. Clicking a cell of the table or a row of a cluster table shows those images, which can
+be moved or flagged from here. Once the run has curation edits, every number, the table and the
+drill-down count the curated clusters (or the model's, on request). A second run (sidebar) is
+compared side by side."""
 from __future__ import annotations
 
 import streamlit as st
