@@ -17,6 +17,8 @@ from icbpl_core.store.runs import Run
 from . import state as app_state
 
 FLAG_CHOICES = (*FLAGS, "none")
+MODEL, CURATED = "model's clusters", "curated"
+LABELLINGS = (MODEL, CURATED)
 
 
 @dataclass
@@ -52,6 +54,20 @@ def curated_table(table, curated: Curated):
     out["cluster"] = curated.cluster
     out["flag"] = curated.flag
     return out
+
+
+def default_labelling(curated: Curated) -> str:
+    """What the result pages show first: the curated labelling once the run has edits in effect."""
+    return CURATED if curated.done else MODEL
+
+
+def labelled(table, curated: Curated, labelling: str):
+    """(The table the result pages read, the cluster names) for a labelling: the model's
+    assignments as they are, or with the curated cluster in `cluster` (curated_table) and the
+    clusters' names."""
+    if labelling == CURATED:
+        return curated_table(table, curated), dict(curated.names)
+    return table, {}
 
 
 def cluster_label(curated: Curated, cluster: int, size: int | None = None) -> str:

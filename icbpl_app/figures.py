@@ -50,11 +50,15 @@ def _marker_size(n: int) -> float:
 
 def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: str = "cluster",
                   class_names: list[str] | None = None, hover_key: str = "", height: int = 620,
-                  drawn: np.ndarray | None = None) -> go.Figure:
+                  drawn: np.ndarray | None = None, cluster_names: dict[int, str] | None = None,
+                  colour_of: dict[int, int] | None = None) -> go.Figure:
     """UMAP scatter of a run: one WebGL trace per cluster (or class), or one coloured by
     confidence; PEDCC points as labelled stars. drawn: the rows of `table` to draw (None: all);
     when some are left out, each point's customdata ends with its position among the drawn rows
-    (its hover thumbnail's cell) and the legend gives drawn and total counts."""
+    (its hover thumbnail's cell) and the legend gives drawn and total counts. cluster_names:
+    names shown after a cluster's number in the legend and the hover ("cluster 3 · loops");
+    colour_of: each cluster's colour number (default its own), so that two plots can draw
+    matched clusters alike; PEDCC point c takes cluster c's colour."""
     rows = np.arange(len(table)) if drawn is None else np.asarray(drawn, dtype=np.int64)
     decimated = len(rows) < len(table)
     n = len(rows)
@@ -76,6 +80,15 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
     def name_of(c: int) -> str:
         return safe_text(class_name(c, class_names))
 
+    names = cluster_names or {}
+    colour_of = colour_of or {}
+
+    def cluster_of(c: int) -> str:
+        return f"cluster {int(c)}" + (f" · {safe_text(names[int(c)])}" if names.get(int(c)) else "")
+
+    def colour_for(c: int) -> str:
+        return colour(colour_of.get(int(c), int(c)))
+
     # Per point: its class by name, as galleries show it, and up to HOVER_FILES_MAX points its file
     # (or dataset id) and, when not its trace's own, its cluster (each string costs the page's
     # payload: 100,000 points with both double it).
@@ -86,7 +99,7 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
                        + ("<br>" if files is not None and has_labels else "")
                        + (f"label {label_names[int(labels[j])]}" if has_labels else "") for j in range(n)],
                       dtype=object)
-    cluster_text = np.asarray([f"cluster {c}" for c in clusters], dtype=object) if detailed else None
+    cluster_text = np.asarray([cluster_of(c) for c in clusters], dtype=object) if detailed else None
 
     def hover(cluster: int | None = None, mask=None) -> dict:
         """The hover of a trace: image index, its text, its cluster (the trace's, or per point)."""
@@ -94,7 +107,7 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
                  + ("<br>%{text}" if files is None and has_labels else "")]
         out = {"text": (text if mask is None else text[mask]).tolist()} if files is not None or has_labels else {}
         if cluster is not None:
-            parts.append(f"cluster {cluster}")
+            parts.append(cluster_of(cluster))
         elif cluster_text is not None:
             parts.append("%{hovertext}")
             out["hovertext"] = (cluster_text if mask is None else cluster_text[mask]).tolist()
@@ -115,19 +128,19 @@ def latent_figure(points: np.ndarray, centroids: np.ndarray, table, colour_by: s
             if decimated else None
         for g in np.unique(groups):
             mask = groups == g
-            what = f"cluster {g}" if colour_by == "cluster" else f"label {name_of(int(g))}"
+            what = cluster_of(g) if colour_by == "cluster" else f"label {name_of(int(g))}"
             count = f"{int(mask.sum()):,} of {int(totals[g]):,}" if decimated and g >= 0 else str(int(mask.sum()))
             fig.add_trace(go.Scattergl(
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", customdata=custom[mask],
                 name=f"{what} ({count})", legendgroup=what,
-                marker=dict(size=size, color=colour(int(g)), opacity=0.8),
+                marker=dict(size=size, color=colour_for(g) if colour_by == "cluster" else colour(int(g)), opacity=0.8),
                 **hover(int(g) if colour_by == "cluster" else None, mask)))
     k = len(centroids)
     fig.add_trace(go.Scatter(
         x=centroids[:, 0], y=centroids[:, 1], mode="markers", name="PEDCC centroids",
         text=[f"C{c}" for c in range(k)],
         customdata=np.column_stack([-1 - np.arange(k), np.full(k, -1), np.ones(k)]).astype(np.float32),
-        marker=dict(symbol="star", size=18, color=[colour(c) for c in range(k)],
+        marker=dict(symbol="star", size=18, color=[colour_for(c) for c in range(k)],
                     line=dict(color="#111111", width=1.5)),
         hovertemplate="PEDCC point of cluster %{text}<extra></extra>"))
     # The stars' labels are annotations: Plotly draws those above every trace, the WebGL points too

@@ -9,7 +9,6 @@ from icbpl_app import curation as cur
 from icbpl_app.figures import sizes_figure
 from icbpl_app.gallery import cluster_table, cluster_view, nearest
 from icbpl_core.store.curation import LOG_NAME
-from icbpl_core.store.runs import open_run
 from pages import common
 
 common.entry()
@@ -21,13 +20,7 @@ if run is None:
 
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)     # read only: shared, not copied, per rerun
-def curated_of(path: str, version: str, log_version: str):
-    run = open_run(path)
-    return cur.curated_state(run, common.assignments(run)["cluster"].to_numpy())
-
-
-curated, log_problem = curated_of(str(run.path), common.stamp(run, "assignments.csv"), common.stamp(run, LOG_NAME))
+curated, log_problem = common.curated(run)
 if log_problem:
     st.warning(f"The model's clusters are shown without edits: {log_problem[:1].lower()}{log_problem[1:]}",
                icon=":material/warning:")

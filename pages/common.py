@@ -297,6 +297,89 @@ def thumb_png(run: Run, index: int, size: int = 64) -> bytes:
     return _thumb_png(str(run.path), stamp(run, "assignments.csv"), int(index), size)
 
 
+# -- curation -------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False, max_entries=8)     # read only: shared, not copied, per rerun
+def _curated(path: str, version: str, log_version: str):
+    from icbpl_app import curation
+
+    run = open_run(path)
+    return curation.curated_state(run, _assignments(path, version)["cluster"].to_numpy())
+
+
+def curated(run: Run):
+    """(The run's curated state, what is wrong with its edit log or None), cached per version of
+    the assignments and of the log."""
+    from icbpl_core.store.curation import LOG_NAME
+
+    return _curated(str(run.path), stamp(run, "assignments.csv"), stamp(run, LOG_NAME))
+
+
+def flags_of(state_, indices) -> dict[int, str]:
+    """The flag of each flagged image among `indices`, as a gallery's extra caption line."""
+    return {int(i): f"flag: {state_.flag[int(i)]}" for i in indices
+            if 0 <= int(i) < len(state_.flag) and state_.flag[int(i)]}
+
+
+LABELLING = "labelling"      # run id -> the labelling the Latent space and metrics pages show
+
+
+def labelling(run: Run, state_, page: str) -> str:
+    """The labelling a result page shows (curation.MODEL or CURATED): with edits in effect a
+    toggle, curated first; the choice is kept per run across pages."""
+    from icbpl_app import curation
+
+    if not state_.done:
+        return curation.MODEL
+    chosen = st.session_state.setdefault(LABELLING, {})
+    key = f"labelling-{page}-{run.id}"
+    st.session_state[key] = chosen.get(run.id, curation.default_labelling(state_))
+    value = st.segmented_control(
+        "Clusters", curation.LABELLINGS, key=key, on_change=lambda: chosen.__setitem__(
+            run.id, st.session_state.get(key) or chosen.get(run.id, curation.CURATED)),
+        help=f"This run has {len(state_.done)} curation edit(s) in effect. Curated: the clusters as edited "
+             "(merged, split, images moved; names), the model's: as the model assigned them.")
+    return value or curation.CURATED
+
+
+def act_on_selection(run: Run, ids, state_, key: str) -> None:
+    """Move the images `ids` to a cluster or flag them, in one action, through the run's edit log
+    (the Clusters page's history, undo and redo see it); why not, while the run is training."""
+    from icbpl_app import curation
+
+    ids = [int(i) for i in ids]
+    outcome_key = f"{key}:outcome"
+    ok, message = st.session_state.pop(outcome_key, (None, None))
+    if message:
+        (st.success if ok else st.error)(message, icon=":material/check:" if ok else ":material/error:")
+    waiting = curation.waiting_reason(run)
+    if waiting:
+        st.info(f"{waiting} The selection can be moved or flagged when it has.", icon=":material/hourglass_top:")
+        return
+    if not ids:
+        return
+
+    def do(action: str, *args) -> None:
+        outcome = curation.edit(run, action, *args)
+        st.session_state[outcome_key] = (outcome.ok, outcome.message)
+        if outcome.ok:
+            st.session_state.setdefault(LABELLING, {})[run.id] = curation.CURATED   # show what was done
+        st.rerun()
+
+    known = state_.clusters()
+    what = f"the {len(ids):,} image{'s' if len(ids) != 1 else ''}"
+    m1, m2, m3, m4 = st.columns([3, 2, 3, 2], vertical_alignment="bottom")
+    target = m1.selectbox(f"Move {what} to", known, key=f"{key}:to",
+                          format_func=lambda c: curation.cluster_label(state_, c))
+    if m2.button("Move", key=f"{key}:move", icon=":material/drive_file_move:"):
+        do("move", ids, target)
+    flag = m3.selectbox(f"Flag {what} as", curation.FLAG_CHOICES, key=f"{key}:flag_as",
+                        format_func=lambda f: "none (clear the flag)" if f == "none" else f)
+    if m4.button("Flag", key=f"{key}:flag", icon=":material/flag:"):
+        do("flag", ids, flag)
+    st.caption("Each is one edit in the run's edit log: the Clusters page's history lists it, Undo takes it back.")
+
+
 # -- galleries -------------------------------------------------------------------------------------
 
 def caption_of(row, class_names: list[str] | None) -> str:

@@ -1,20 +1,26 @@
 """Curate on the Clusters page and the curated CSV on Export, with streamlit.testing's AppTest,
 on a finished digits run trained for this module (its own, since edits change what it shows)."""
+import re
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from icbpl_core.store.curation import Curation
 from icbpl_core.store.runs import Run
-from tests.app.test_pages import assert_clean, make_app, texts
+from tests.app.test_pages import assert_clean, decode, make_app, plotly_figures, texts
 from tests.helpers import icbpl, run_folder
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("curate-app-runs")
-    return run_folder(icbpl("train", "--dataset", "digits", "--limit", "240", "--backbone", "scratch-mlp",
-                            "--neighbours-from", "pixels", "--epochs", "2", "--runs-dir", runs, "--quiet"))
+    run = run_folder(icbpl("train", "--dataset", "digits", "--limit", "240", "--backbone", "scratch-mlp",
+                           "--neighbours-from", "pixels", "--epochs", "2", "--runs-dir", runs, "--quiet"))
+    from icbpl_app.projection import compute_projection
+    compute_projection(Run(run))        # once: every copy's latent page reads it
+    return run
 
 
 @pytest.fixture
@@ -165,3 +171,126 @@ def test_export_shows_curated_rows_once_there_are_edits_and_survives_a_stale_log
     at = make_app("pages/export.py", run_dir)
     assert not at.exception and "cluster_name" not in at.dataframe[0].value.columns
     assert any("trained again" in e.value for e in at.error)     # the curated download says why it is missing
+
+
+# -- the curated labelling and acting on a selection on the Latent space and metrics pages -----------
+
+def two_clusters(run_dir) -> tuple[int, int]:
+    sizes = np.bincount(Curation(Run(run_dir)).state().raw)
+    big, second = (int(c) for c in np.argsort(-sizes)[:2])
+    return big, second
+
+
+def legend(fig) -> list[str]:
+    return [t["name"] for t in fig["data"] if t["type"] == "scattergl"]
+
+
+def test_latent_page_shows_the_curated_clusters_first_and_the_models_on_request(run_dir):
+    big, second = two_clusters(run_dir)
+    Curation(Run(run_dir)).merge([big, second])
+    Curation(Run(run_dir)).name(big, "loops")
+    at = make_app("pages/latent.py", run_dir)
+    assert_clean(at)
+    key = f"labelling-latent-{run_dir.name}"
+    assert at.session_state[key] == "curated"
+    names = legend(plotly_figures(at)[0])
+    assert any(n.startswith(f"cluster {big} · loops (") for n in names)
+    assert not any(n.startswith(f"cluster {second} ") for n in names)          # merged away
+    at.session_state["labelling"] = {run_dir.name: "model's clusters"}           # the toggle's choice, kept per run
+    at.run()
+    names = legend(plotly_figures(at)[0])
+    assert f"cluster {big} · loops" not in " ".join(names) and any(n.startswith(f"cluster {second} (") for n in names)
+    at.switch_page("pages/metrics.py").run()                                     # the choice follows to metrics
+    assert at.session_state[f"labelling-metrics-{run_dir.name}"] == "model's clusters"
+
+
+def test_a_latent_selection_is_moved_and_flagged_through_the_edit_log(run_dir):
+    big, second = two_clusters(run_dir)
+    at = make_app("pages/latent.py", run_dir,
+                  latent_selection={run_dir.name: {"indices": [0, 1, 2], "colour": "cluster"}})
+    assert_clean(at)
+    assert "Selection: 3 images" in texts(at)
+    act = f"latent-act-{run_dir.name}"
+    at.selectbox(key=f"{act}:to").set_value(second).run()
+    at.button(key=f"{act}:move").click().run()
+    assert f"Edit 1: moved 3 images (0-2) to cluster {second}." in outcome(at)
+    assert set(Curation(Run(run_dir)).state().cluster[[0, 1, 2]]) == {second}
+    assert at.session_state[f"labelling-latent-{run_dir.name}"] == "curated"     # shows what was done
+    assert "Selection: 3 images" in texts(at)                                    # the selection stays
+    at.selectbox(key=f"{act}:flag_as").set_value("unsure").run()
+    at.button(key=f"{act}:flag").click().run()
+    assert "Edit 2: flagged 3 images (0-2) unsure." in outcome(at)
+    at.switch_page("pages/clusters.py").run()                                    # the same log, the same history
+    history = at.dataframe[-1].value
+    assert list(history["what"]) == ["flagged 3 images (0-2) unsure", f"moved 3 images (0-2) to cluster {second}"]
+    at.button(key="cur_undo").click().run()
+    assert "Edit 3: undo of edit 2." in outcome(at)
+
+
+def test_a_selection_of_a_run_being_trained_cannot_be_curated_and_says_why(run_dir):
+    Run(run_dir).set_status("running")
+    at = make_app("pages/latent.py", run_dir,
+                  latent_selection={run_dir.name: {"indices": [0, 1], "colour": "cluster"}})
+    assert not at.exception
+    assert any("being trained" in i.value and "can be moved or flagged when it has" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key and b.key.startswith("latent-act-")]
+
+
+def test_metrics_page_counts_curated_clusters_and_its_drill_down_acts_on_them(run_dir):
+    big, second = two_clusters(run_dir)
+    Curation(Run(run_dir)).merge([big, second])
+    Curation(Run(run_dir)).name(big, "loops")
+    at = make_app("pages/metrics.py", run_dir)
+    assert_clean(at)
+    heatmap = plotly_figures(at)[0]
+    rows = [str(y) for y in heatmap["data"][0]["y"]]
+    assert any(r.startswith(f"cluster {big} · loops → ") for r in rows)
+    assert not any(r.startswith(f"cluster {second} ") for r in rows)             # emptied by the merge
+    purity = at.dataframe[0].value
+    assert "loops" in purity["name"].tolist() and second not in purity["cluster"].tolist()
+    # a heatmap cell's images, in the curated labelling: the merged cluster holds both
+    at.session_state["metrics_pick"] = {run_dir.name: {"cluster": big, "labelling": "curated"}}
+    at.run()
+    assert_clean(at)
+    size = int((Curation(Run(run_dir)).state().cluster == big).sum())
+    assert f"**Cluster {big} · loops**: {size:,} images" in texts(at)
+    at.text_input(key="metrics-only-main").set_value("0-239").run()               # narrowed to the cell's own
+    act = f"metrics-act-{run_dir.name}"
+    at.selectbox(key=f"{act}:flag_as").set_value("verified").run()
+    at.button(key=f"{act}:flag").click().run()
+    assert "Edit 3: flagged" in outcome(at) and "verified" in outcome(at)
+    state = Curation(Run(run_dir)).state()
+    assert set(np.flatnonzero(state.flag == "verified")) == set(np.flatnonzero(state.cluster == big))
+    at.session_state["labelling"] = {run_dir.name: "model's clusters"}            # the pick was curated: dropped
+    at.run()
+    assert "Click a cell of the table" in texts(at)
+
+
+def test_compared_runs_share_colours_of_matched_clusters_and_a_selection(run_dir):
+    """A second run whose clusters are the first's renumbered: each is matched to its twin, drawn
+    in its colour and named after it, and the first run's selection shows in the second plot."""
+    from icbpl_app.figures import PALETTE
+
+    other = run_dir.parent / (run_dir.name + "-renumbered")
+    shutil.copytree(run_dir, other)
+    table = pd.read_csv(other / "assignments.csv")
+    k = int(table["cluster"].max()) + 1
+    table["cluster"] = (table["cluster"] + 1) % k
+    table.to_csv(other / "assignments.csv", index=False)
+    named = int(table["cluster"].value_counts().idxmax())
+    Curation(Run(other)).name(named, "renamed")      # the compared run is shown curated, its names kept
+    at = make_app("pages/latent.py", run_dir, compare_id=other.name,
+                  latent_selection={run_dir.name: {"indices": [4, 5, 6], "colour": "cluster"}})
+    assert_clean(at)
+    mine, theirs = plotly_figures(at)
+    colour = {t["name"].split(" (")[0]: t["marker"]["color"] for t in mine["data"] if t["type"] == "scattergl"}
+    for trace in (t for t in theirs["data"] if t["type"] == "scattergl"):
+        cluster, twin = re.match(r"(cluster \d+) · (?:renamed )?≈ (\d+) \(", trace["name"]).groups()
+        assert int(twin) == (int(cluster.split()[1]) - 1) % k
+        assert trace["marker"]["color"] == colour[f"cluster {twin}"] == PALETTE[int(twin) % len(PALETTE)]
+    assert any(t["name"].startswith(f"cluster {named} · renamed ≈ {(named - 1) % k} (") for t in theirs["data"])
+    assert f"{other.name}** (comparison, curated)" in texts(at)
+    shown = []
+    for trace in (t for t in theirs["data"] if t["type"] == "scattergl" and t.get("selectedpoints")):
+        shown += decode(trace["customdata"])[trace["selectedpoints"], 0].astype(int).tolist()
+    assert sorted(shown) == [4, 5, 6]
