@@ -1,5 +1,6 @@
 """The curation log: every edit, undo and redo, replay, concurrent writers, and runs in training."""
-import multiprocessing
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -152,14 +153,18 @@ def _flag_many(path, start, n):
 
 def test_two_processes_and_two_threads_writing_at_once_lose_no_edit(tmp_path):
     run = finished_run(tmp_path)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_flag_many, args=(str(run.path), s, 12)) for s in (0, 12)]
+    # fresh interpreters, not multiprocessing: in a suite that ran the app's pages in this process,
+    # a spawned child would re-run whatever __main__ became
+    code = ("import sys\nfrom icbpl_core.store.curation import Curation\nfrom icbpl_core.store.runs import Run\n"
+            "c = Curation(Run(sys.argv[1]))\nfor i in range(int(sys.argv[2]), int(sys.argv[2]) + 12):\n"
+            "    c.flag([i], 'verified')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(run.path), str(s)]) for s in (0, 12)]
     threads = [threading.Thread(target=_flag_many, args=(str(run.path), s, 12)) for s in (24, 36)]
-    for w in [*procs, *threads]:
+    for w in threads:
         w.start()
-    for w in [*procs, *threads]:
+    for w in threads:
         w.join(120)
-    assert all(p.exitcode == 0 for p in procs)
+    assert all(p.wait(120) == 0 for p in procs)
     c = Curation(run)
     entries = c.entries()
     assert [e["seq"] for e in entries] == list(range(49))
