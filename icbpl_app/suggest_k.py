@@ -7,24 +7,17 @@ the value for the form's number of clusters.
     figure(job.suggestion)                   # every score against K, the suggestion marked
     form_values(job.suggestion)              # {"n_clusters": K}
 
-The job folder is <runs dir>/.suggest_k/<key>/ (log and suggestion.json); the key hashes the
-options the suggestion depends on, so two tabs asking the same thing share one job.
+The job (background.py) lives in <runs dir>/.suggest_k/<key>/.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import plotly.graph_objects as go
 
-from icbpl_core import params
-from icbpl_core.store.process import pid_alive
 from icbpl_core.training.suggest_k import CRITERION, K_MAX, K_MIN, Suggestion
 
-from .processes import spawn
+from . import background
 
 JOBS_DIR = ".suggest_k"
 PREFIX = "suggesting K: "
@@ -37,81 +30,28 @@ DEPENDS_ON = ("dataset", "data_root", "limit", "download", "seed", "augment", "p
 
 def arguments(values: dict, k_min: int = K_MIN, k_max: int = K_MAX) -> list[str]:
     """`icbpl suggest-k` options for a draft: the settings the suggestion depends on, and the range."""
-    args = []
-    for p in params.on("cli"):
-        if p.name not in DEPENDS_ON:
-            continue
-        value = values.get(p.name)
-        if p.type is bool:
-            args += [p.flag] if value is not None and value != p.default else []
-        elif value is not None:
-            args += [p.flag, repr(value) if isinstance(value, float) else str(value)]
-    return args + ["--k-min", str(k_min), "--k-max", str(k_max)]
+    return background.options(values, DEPENDS_ON) + ["--k-min", str(k_min), "--k-max", str(k_max)]
 
 
-@dataclass
-class SuggestJob:
-    folder: Path
-
-    @property
-    def key(self) -> str:
-        return self.folder.name
-
-    @property
-    def state(self) -> str:
-        """none (never asked), running, done or failed."""
-        if self.suggestion is not None:
-            return "done"
-        pid = self._pid()
-        if pid is None:
-            return "none"
-        return "running" if pid_alive(pid) else "failed"
-
+class SuggestJob(background.Job):
     @property
     def suggestion(self) -> Suggestion | None:
+        data = self.result()
         try:
-            return Suggestion.from_dict(json.loads((self.folder / "suggestion.json").read_text()))
-        except (OSError, ValueError, TypeError):
+            return None if data is None else Suggestion.from_dict(data)
+        except (TypeError, KeyError, ValueError):
             return None
-
-    @property
-    def progress(self) -> str:
-        """The last progress line (which K is being scored), or the error of a failed suggestion."""
-        for line in reversed(self._log().splitlines()):
-            if line.startswith("error: ") or line.startswith("icbpl: error: "):
-                return line.split("error: ", 1)[1]
-            if line.startswith(PREFIX):
-                return line.removeprefix(PREFIX)
-        return "starting"
-
-    def _pid(self) -> int | None:
-        try:
-            return int((self.folder / "pid").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _log(self) -> str:
-        try:
-            return (self.folder / "suggest.log").read_text(errors="replace")[-20_000:]
-        except OSError:
-            return ""
 
 
 def job_for(runs_dir: Path, values: dict, k_min: int = K_MIN, k_max: int = K_MAX) -> SuggestJob:
-    key = hashlib.sha256(json.dumps(arguments(values, k_min, k_max)).encode()).hexdigest()[:16]
-    return SuggestJob(Path(runs_dir) / JOBS_DIR / key)
+    job = background.job_for(runs_dir, JOBS_DIR, arguments(values, k_min, k_max), PREFIX)
+    return SuggestJob(job.folder, PREFIX)
 
 
 def start(runs_dir: Path, values: dict, k_min: int = K_MIN, k_max: int = K_MAX) -> SuggestJob:
     """The suggestion job for these values: the one done or running already, else a new one."""
     job = job_for(runs_dir, values, k_min, k_max)
-    if job.state in ("done", "running"):
-        return job
-    job.folder.mkdir(parents=True, exist_ok=True)
-    threads = {} if os.environ.get("OMP_NUM_THREADS") else {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) - 1))}
-    proc = spawn("icbpl_core", ["suggest-k", *arguments(values, k_min, k_max),
-                                "--out", str(job.folder / "suggestion.json")], job.folder / "suggest.log", threads)
-    (job.folder / "pid").write_text(str(proc.pid))
+    background.start(job, "suggest-k", arguments(values, k_min, k_max))
     return job
 
 

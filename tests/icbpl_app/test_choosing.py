@@ -1,7 +1,7 @@
 """The app's "choose for me": one background `icbpl choose` per set of images and settings."""
 import time
 
-from icbpl_app import choosing
+from icbpl_app import background, choosing
 from icbpl_app.state import Draft
 from icbpl_core.training.choice import CANDIDATES, CHOSEN
 from tests.helpers import write_digit_pngs
@@ -28,7 +28,7 @@ def test_a_choice_runs_in_the_background_and_fills_the_form(tmp_path, monkeypatc
     deadline = time.monotonic() + 600
     while job.state == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert job.state == "done", (job.folder / "choose.log").read_text()
+    assert job.state == "done", (job.folder / background.LOG).read_text()
     choice = job.choice
     assert choice.chosen in CANDIDATES and choice.images == 30
     values = choosing.form_values(choice)

@@ -2,7 +2,7 @@
 figure, and the number of clusters it fills in."""
 import time
 
-from icbpl_app import suggest_k
+from icbpl_app import background, suggest_k
 from icbpl_app.state import Draft
 from tests.helpers import write_digit_pngs
 
@@ -29,7 +29,7 @@ def test_a_suggestion_runs_in_the_background_and_fills_the_number_of_clusters(tm
     deadline = time.monotonic() + 600
     while job.state == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert job.state == "done", (job.folder / "suggest.log").read_text()
+    assert job.state == "done", (job.folder / background.LOG).read_text()
     suggestion = job.suggestion
     assert suggestion.ks() == [2, 3, 4] and suggestion.backbone == "mobilenet_v2" and suggestion.images == 30
     assert suggest_k.form_values(suggestion) == {"n_clusters": suggestion.k}
