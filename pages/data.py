@@ -180,13 +180,14 @@ def apply_finished_choice(values: dict) -> None:
 
 
 @st.fragment(run_every=1.5)
-def watch_choice(values: dict) -> None:
-    """Progress of a running choice; when it ends, the whole page reruns to show and apply it."""
-    job = choosing.job_for(state.runs_dir(), values)
+def watch(find_job, values: dict, doing: str, watching: str) -> None:
+    """Progress of a background job (icbpl_app/background.py) that `find_job(runs_dir, values)`
+    finds; when it ends, the whole page reruns to show and apply its result."""
+    job = find_job(state.runs_dir(), values)
     if job.state == "running":
-        st.info(f"Choosing the recipe: {job.progress}", icon=":material/hourglass_top:")
-    elif st.session_state.get("d_choice_watching") == job.key:
-        st.session_state.pop("d_choice_watching")
+        st.info(f"{doing}: {job.progress}", icon=":material/hourglass_top:")
+    elif st.session_state.get(watching) == job.key:
+        st.session_state.pop(watching)
         st.rerun()
 
 
@@ -195,7 +196,7 @@ def show_choice(values: dict, ready: bool) -> None:
     job = choosing.job_for(state.runs_dir(), values)
     if job.state == "running":
         st.session_state["d_choice_watching"] = job.key
-        watch_choice(values)
+        watch(choosing.job_for, values, "Choosing the recipe", "d_choice_watching")
         return
     if job.state == "done":
         choice = job.choice
@@ -214,7 +215,7 @@ def show_choice(values: dict, ready: bool) -> None:
             "runs on a sample (about a minute here), without reading labels.", icon=":material/auto_awesome:")
     if st.button("Choose for me", key="d_choose", disabled=not ready, icon=":material/auto_awesome:"):
         choosing.start(state.runs_dir(), values)
-        st.session_state["d_choice_watching"] = choosing.job_for(state.runs_dir(), values).key
+        st.session_state["d_choice_watching"] = job.key
         st.rerun()
 
 
@@ -225,23 +226,13 @@ def apply_suggested_k() -> None:
         st.session_state[form.field("n_clusters").key] = form.field("n_clusters").to_widget(k)
 
 
-@st.fragment(run_every=1.5)
-def watch_suggestion(values: dict) -> None:
-    job = suggest_k.job_for(state.runs_dir(), values)
-    if job.state == "running":
-        st.info(f"Suggesting K: {job.progress}", icon=":material/hourglass_top:")
-    elif st.session_state.get("d_k_watching") == job.key:
-        st.session_state.pop("d_k_watching")
-        st.rerun()
-
-
 def suggest_clusters(values: dict, ready: bool) -> None:
     """Suggest K: short runs for every K in a range on the images' features, scored without labels."""
     job = suggest_k.job_for(state.runs_dir(), values)
     with st.expander("Not sure about K? Suggest it", expanded=job.state in ("running", "done")):
         if job.state == "running":
             st.session_state["d_k_watching"] = job.key
-            watch_suggestion(values)
+            watch(suggest_k.job_for, values, "Suggesting K", "d_k_watching")
             return
         if job.state == "done":
             suggestion = job.suggestion
