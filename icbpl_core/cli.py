@@ -115,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--out", metavar="FILE.json", help="also write every K's scores here")
     suggest.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
+    retrain = sub.add_parser(
+        "retrain", help="train a new run guided by a curated run's corrections",
+        description="Train a new run with a finished run's settings, guided by its curation: the images a person "
+                    "verified, moved, merged or split off pull toward their curated cluster (--guide, --w-guide). "
+                    "K is the number of curated clusters; options given here override the run's settings.")
+    retrain.add_argument("run_dir", metavar="RUN_DIR", help="the curated run")
+    add_param_options(retrain)
+    retrain.add_argument("--runs-dir", metavar="DIR", help="where the new run folder goes (default: beside RUN_DIR)")
+    retrain.add_argument("--cache-dir", metavar="DIR", help=cache_help)
+    retrain.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument(GPUS.flag, dest="gpus", type=_parse_as(GPUS), default=None, metavar="N", help=_help(GPUS))
@@ -156,12 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "resume") and (args.gpus or 1) > 1:
+    if args.command in ("train", "retrain", "resume") and (args.gpus or 1) > 1:
         from .training.launch import under_torchrun, with_torchrun
         if not under_torchrun():
             return with_torchrun(args.gpus, sys.argv[1:] if argv is None else argv)
     try:
-        return {"train": _train, "choose": _choose, "suggest-k": _suggest_k, "resume": _resume, "export": _export, "curate": _curate,
+        return {"train": _train, "retrain": _retrain, "choose": _choose, "suggest-k": _suggest_k, "resume": _resume, "export": _export, "curate": _curate,
                 "runs": _runs}[args.command](args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
@@ -213,24 +224,55 @@ def _runs_dir(args):
 
 
 def _train(args) -> int:
+    from .store.runs import CHOICE_FILE
+
+    def new_run():
+        spec, choice = with_choice(spec_from_args(args), args)
+        return spec.resolved(), _runs_dir(args), {} if choice is None else {CHOICE_FILE: choice.to_dict()}
+    return _start(args, args.device or "auto", new_run)
+
+
+def _retrain(args) -> int:
+    """A new run guided by a curated run's corrections (training/corrections.py)."""
+    from .errors import IcbplError
+    from .store.runs import open_run
+    from .training import corrections
+
+    try:
+        source = open_run(args.run_dir)
+    except IcbplError as exc:
+        return _fail(hint(exc), EXIT_USAGE)
+
+    def new_run():
+        guidance = corrections.from_curation(source)
+        given = {p.name: getattr(args, p.name) for p in params.on("cli") if getattr(args, p.name, None) is not None}
+        spec = corrections.retrain_spec(source, guidance, given)
+        if not args.quiet:
+            print(f"retraining from {guidance.describe()}", file=sys.stderr)
+        return spec, args.runs_dir or source.path.parent, {corrections.GUIDANCE_FILE: guidance.to_dict()}
+    return _start(args, args.device or (source.config.get("train") or {}).get("device") or "auto", new_run)
+
+
+def _start(args, device: str, new_run) -> int:
+    """Create a run folder with what new_run() gives (spec, runs folder, files to write in it) and
+    train it, in every process of a torchrun: rank 0 creates it and tells the others where it is."""
     from .config import RunSpec
     from .errors import IcbplError
     from .store import atomic
-    from .store.runs import CHOICE_FILE, create_run, open_run
+    from .store.runs import create_run, open_run
     from .training import launch
 
     try:
-        world = launch.join(args.device or "auto")
+        world = launch.join(device)
     except IcbplError as exc:
         return _fail(hint(exc), EXIT_USAGE)
     verdict = None
     try:
-        if world.main:     # rank 0 chooses, creates the run folder and tells the other processes where it is
-            spec, choice = with_choice(spec_from_args(args), args)
-            spec = spec.resolved()
-            run = create_run(_runs_dir(args), spec.to_dict())
-            if choice is not None:
-                atomic.write_json(run.file(CHOICE_FILE), choice.to_dict())
+        if world.main:
+            spec, runs_dir, files = new_run()
+            run = create_run(runs_dir, spec.to_dict())
+            for name, content in files.items():
+                atomic.write_json(run.file(name), content)
             verdict = str(run.path)
     except IcbplError as exc:
         verdict = launch.refused(hint(exc))

@@ -66,11 +66,13 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         values = {p.name: getattr(self, _name(p)) for p in PARAMS if p.level == "train"}
         return TrainConfig(**values)
 
-    def fit(self, X, y=None, views=None, neighbours=None) -> "ICBPL":
+    def fit(self, X, y=None, views=None, neighbours=None, guidance=None) -> "ICBPL":
         """Train on X (n_samples, n_features). `views` (n_views, n_samples, n_features)
         optionally gives features of augmented copies; `neighbours` (n_samples, k) the indices
         of each row's neighbours, when they come from other features than X (default: X's own
-        cosine nearest); `y` is only used to report metrics in history_ (training never sees it)."""
+        cosine nearest); `guidance` (n_samples,) the cluster a person decided for some rows and -1
+        for the rest, which steers training as `guide` says (method/guidance.py); `y` is only used
+        to report metrics in history_ (training never sees it)."""
         X = _check_features(X)
         config = self._config()
         config.validate()
@@ -82,6 +84,7 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
             if views.ndim != 3 or views.shape[1:] != X.shape:
                 raise ValueError(f"views must have shape (n_views, {X.shape[0]}, {X.shape[1]}), got {views.shape}")
             _check_features(views.reshape(-1, X.shape[1]))
+        targets = None if guidance is None else _check_guidance(guidance, len(X), config.n_clusters)
         torch.manual_seed(self.random_state)
         self.centroids_ = make_pedcc(config.n_clusters, config.latent_dim, self.random_state)
         place = placement(config.device)
@@ -99,7 +102,7 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
         labels = None if y is None else np.asarray(y)
         report = (lambda e: e["type"] == events.EPOCH and print(events.line(e))) if self.verbose else None
         trainer = Trainer(heads, source, self.centroids_, self.neighbours_, config, labels=labels, on_event=report,
-                          place=place)
+                          place=place, targets=targets)
         trainer.fit()
         self.best_head_ = trainer.best_head
         self.head_ = heads.heads[trainer.best_head].cpu().eval()     # predicts on the CPU; pickles anywhere
@@ -130,6 +133,15 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _assign(self, latents: np.ndarray) -> np.ndarray:
         return (latents @ self.centroids_.T).argmax(axis=1)
+
+
+def _check_guidance(guidance, n_samples: int, n_clusters: int) -> np.ndarray:
+    targets = np.asarray(guidance)
+    if targets.shape != (n_samples,) or not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"guidance must be integers of shape ({n_samples},), got {targets.dtype} {targets.shape}")
+    if ((targets < -1) | (targets >= n_clusters)).any():
+        raise ValueError(f"guidance holds clusters 0..{n_clusters - 1}, or -1 for rows nobody decided")
+    return targets.astype(np.int64)
 
 
 def _check_features(X) -> np.ndarray:

@@ -13,6 +13,7 @@ DATA = "data"            # the data is open: n_images, shape, input_size, labels
                          # mode, augment
 SKIPPED = "skipped"      # unreadable files left out: count, files
 EXTRACT = "extract"      # feature extraction progress: what, done, total (a pass starts with done 0)
+GUIDED = "guided"        # training follows a person's corrections: source_run, images, guide, w_guide
 RESUMED = "resumed"      # training continues after a checkpointed epoch: epoch (note: a checkpoint fallen back from)
 STEP = "step"            # within an epoch, about once a second: epoch, epochs, step, steps, loss
 EPOCH = "epoch"          # an epoch ended: epoch, epochs, losses, metrics, n_clusters_used, seconds
@@ -20,7 +21,7 @@ DONE = "done"            # finished: metrics
 ERROR = "error"          # failed: message, error_type, setting
 CANCELLED = "cancelled"  # stopped on request (SIGTERM, Ctrl-C): message
 
-TYPES = (START, DATA, SKIPPED, EXTRACT, RESUMED, STEP, EPOCH, DONE, ERROR, CANCELLED)
+TYPES = (START, DATA, SKIPPED, EXTRACT, GUIDED, RESUMED, STEP, EPOCH, DONE, ERROR, CANCELLED)
 ENDINGS = (DONE, ERROR, CANCELLED)       # the last event of an attempt
 
 # The stage of the run an event starts, as the progress view names it.
@@ -45,6 +46,9 @@ def line(event: dict) -> str | None:
                 f"augmentation {event['augment']}" + ("" if event["labels"] else ", no labels"))
     if kind == SKIPPED:
         return f"skipped {event['count']} unreadable file(s): " + "; ".join(event["files"][:5])
+    if kind == GUIDED:
+        return (f"guided by {event['images']:,} images a person decided in run {event['source_run']} "
+                f"({event['guide']})")
     if kind == RESUMED:
         return f"resumed after epoch {event['epoch']}" + (f" ({event['note']}; used the one before)"
                                                           if event.get("note") else "")

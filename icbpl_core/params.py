@@ -207,6 +207,12 @@ PARAMS: tuple[Param, ...] = (
           low=0.0, high=1000.0, step=0.5),
     Param("w_cos", float, 1.0, "weight of the minimum-cosine-to-PEDCC loss", "train", label="Min. cosine to PEDCC",
           low=0.0, high=1000.0, step=0.5),
+    Param("guide", str, "anchor", "how a retrained run uses a person's corrections (icbpl retrain): anchor "
+          "(decided images pulled to their cluster's PEDCC point), must-link (their neighbours are the other "
+          "decided images of their cluster) or both; no effect without corrections", "train",
+          label="Corrections guide by", choices=("anchor", "must-link", "both")),
+    Param("w_guide", float, 1.0, "weight of the anchor loss on the images a person decided (icbpl retrain)",
+          "train", label="Corrections' anchor weight", low=0.0, high=1000.0, step=0.5),
     Param("n_neighbours", int, 20, "k of the neighbour loss (SCAN: 20 on 10-class sets)", "train",
           label="Neighbours k", low=1, high=500, aliases=("--neighbors", "--n-neighbors"), old_names=("n_neighbors",)),
     Param("refresh_every", int, 0, "re-mine neighbours in latent space every R epochs (0: never)", "train",

@@ -33,7 +33,7 @@ from ..method.pedcc import make_pedcc
 from ..store import atomic
 from ..store.clock import iso
 from ..store.runs import Run
-from . import distributed
+from . import corrections, distributed
 from .device import Placement, placement
 from .distributed import World
 from .inputs import Features, Inputs, check_finite
@@ -145,8 +145,9 @@ def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_di
     k = min(cfg.n_neighbours, len(dataset) - 1)
     neighbours = distributed.broadcast(
         nearest_neighbours(rows, k, cfg.knn_backend, place.device)[0] if world.main else None, world)
+    targets = _guidance_targets(run, dataset, cfg, emit)
     trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit,
-                      place=place, world=world)
+                      place=place, world=world, targets=targets)
     stored = spec.to_dict()
     if resume:
         _resume(trainer, run, stored, emit)
@@ -177,6 +178,17 @@ def _open_dataset(spec: RunSpec, emit):
               "files": [f"{p}: {why}" for p, why in dataset.skipped[:50]]})
     _check_size(len(dataset), spec.train.n_clusters)
     return dataset
+
+
+def _guidance_targets(run: Run, dataset, cfg, emit) -> np.ndarray | None:
+    """The trainer's targets when the run retrains from a person's corrections (corrections.py)."""
+    guidance = corrections.read(run)
+    if guidance is None:
+        return None
+    targets = corrections.targets_for(guidance, dataset, cfg.n_clusters)
+    emit({"type": ev.GUIDED, "source_run": guidance.source_run, "images": int((targets >= 0).sum()),
+          "guide": cfg.guide, "w_guide": cfg.w_guide})
+    return targets
 
 
 def _check_size(n: int, k: int) -> None:

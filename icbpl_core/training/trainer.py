@@ -4,6 +4,8 @@ Per step, for a batch of indices and each of the model's H heads:
   z      = f(anchor),  z_view = f(augmented view)         (one forward pass for both)
   z_nb   = bank[random one of each anchor's k neighbours]  (latents, detached)
   loss   = icbpl_loss(z, z_view, z_nb, PEDCC)              (summed over heads)
+With a person's corrections (`targets`, method/guidance.py) the images they decided also pull
+toward their cluster's PEDCC point (anchor) and/or take each other as neighbours (must-link).
 The bank holds every image's latest latent: anchors overwrite theirs each step, and
 every `refresh_every` epochs all latents are recomputed and neighbours re-mined among
 them (in the best head's space). After each epoch the head with the lowest mean loss
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..method.guidance import anchor_loss, must_link
 from ..method.knn import nearest_neighbours
 from ..method.losses import icbpl_loss
 from ..method.metrics import evaluate
@@ -61,14 +64,16 @@ class Trainer:
     def __init__(self, model: nn.Module, source, centroids: np.ndarray, neighbours: np.ndarray,
                  config: TrainConfig, labels: np.ndarray | None = None,
                  on_event: EventSink | None = None, eval_batch_size: int = 1024,
-                 place: Placement = CPU, world: World = SINGLE) -> None:
+                 place: Placement = CPU, world: World = SINGLE, targets: np.ndarray | None = None) -> None:
         self.place, self.world = place, world
         self.device = place.device
         self.model = model.to(self.device)
         self.source = source.to(self.device)
         self.config = config
         self.centroids = torch.as_tensor(centroids, dtype=torch.float32).to(self.device)
-        self.neighbours = torch.as_tensor(neighbours, dtype=torch.int64).to(self.device)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.neighbours = self._linked(torch.as_tensor(neighbours, dtype=torch.int64)).to(self.device)
+        self.targets_on_device = None if targets is None else torch.from_numpy(self.targets).to(self.device)
         self.labels = labels
         self.on_event = on_event or (lambda event: None)
         self.eval_batch_size = eval_batch_size
@@ -186,7 +191,19 @@ class Trainer:
     def _remine(self) -> None:
         k = min(self.neighbours.shape[1], len(self.source) - 1)
         found = nearest_neighbours(self.bank[self.best_head], k, self.config.knn_backend, self.device)[0]
-        self.neighbours = broadcast_tensor(torch.from_numpy(found).to(self.device), self.world)
+        found = self._linked(torch.from_numpy(found)).to(self.device)
+        self.neighbours = broadcast_tensor(found, self.world)
+
+    def _linked(self, neighbours: torch.Tensor) -> torch.Tensor:
+        """Neighbours with the must-link guidance applied, when the run has it."""
+        if self.targets is None or self.config.guide not in ("must-link", "both"):
+            return neighbours
+        return torch.from_numpy(must_link(neighbours.cpu().numpy(), self.targets, self.config.seed))
+
+    @property
+    def anchors(self) -> bool:
+        """Whether the anchor loss is on: the run has corrections, the guide uses it, its weight is not 0."""
+        return self.targets is not None and self.config.guide in ("anchor", "both") and self.config.w_guide != 0
 
     def latents(self, views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
         """(N, d) latents of the best head. Given `views` (functions from rows of indices to the
@@ -252,8 +269,8 @@ class Trainer:
     def _step(self, idx: torch.Tensor, my_idx: torch.Tensor, rows, g: torch.Generator,
               g_views: torch.Generator) -> torch.Tensor:
         """One optimisation step on the global batch `idx` (this process's slice `my_idx`);
-        returns each head's [total, mmd, aug, knn, cos] on the device, detached."""
-        cfg, world = self.config, self.world
+        returns each head's [total, mmd, aug, knn, cos, guide] on the device, detached."""
+        world = self.world
         x = torch.cat([self.source.anchors(my_idx, rows), self.source.augmented(my_idx, g_views, rows)])
         with self._autocast():
             out = self.trained_model(self._on_device(x))
@@ -261,8 +278,8 @@ class Trainer:
         pick = torch.randint(self.neighbours.shape[1], (len(idx),), generator=g)
         z_nb = self.bank[:, self.neighbours[idx.to(self.device), pick.to(self.device)]]
         z, z_view = gather_with_grad(z, world), gather_with_grad(z_view, world)
-        head_losses, head_parts = zip(*(icbpl_loss(z[h], z_view[h], z_nb[h], self.centroids, cfg.loss_weights)
-                                        for h in range(len(z))))
+        targets = self.targets_on_device[idx.to(self.device)] if self.anchors else None
+        head_losses, head_parts = zip(*(self._loss(z[h], z_view[h], z_nb[h], targets) for h in range(len(z))))
         loss = torch.stack(head_losses).sum()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -272,6 +289,15 @@ class Trainer:
         return torch.stack([torch.stack([p.get(name, p["total"].new_zeros(())) for name in PARTS])
                             for p in head_parts]).to(_accumulator(self.device))
 
+    def _loss(self, z, z_view, z_nb, targets) -> tuple[torch.Tensor, dict]:
+        """The ICBPL loss of one head, plus the anchor loss on the decided images when on."""
+        total, parts = icbpl_loss(z, z_view, z_nb, self.centroids, self.config.loss_weights)
+        if targets is None:
+            return total, parts
+        guide = anchor_loss(z, targets, self.centroids)
+        total = total + self.config.w_guide * guide
+        return total, {**parts, "guide": guide.detach(), "total": total.detach()}
+
     def _end_epoch(self, sums: torch.Tensor, heads: torch.Tensor, steps: int, started: float,
                    on_epoch_end) -> None:
         cfg = self.config
@@ -279,7 +305,8 @@ class Trainer:
         _check_finite(float(heads.sum()), epoch, steps - 1)
         self.epoch = epoch + 1
         self.best_head = int(heads.argmin())
-        weights = {"mmd": cfg.w_mmd, "aug": cfg.w_aug, "knn": cfg.w_knn, "cos": cfg.w_cos}
+        weights = {"mmd": cfg.w_mmd, "aug": cfg.w_aug, "knn": cfg.w_knn, "cos": cfg.w_cos,
+                   "guide": cfg.w_guide if self.anchors else 0}
         means = sums.mean(dim=0) / steps                 # over heads, per step
         losses = {name: float(means[i]) for i, name in enumerate(PARTS) if name == "total" or weights[name] != 0}
         record = {"epoch": self.epoch, "losses": losses, "seconds": time.perf_counter() - started}
@@ -300,7 +327,7 @@ class Trainer:
             on_epoch_end(self)
 
 
-PARTS = ("total", "mmd", "aug", "knn", "cos")
+PARTS = ("total", "mmd", "aug", "knn", "cos", "guide")
 
 
 def _accumulator(device: torch.device) -> torch.dtype:

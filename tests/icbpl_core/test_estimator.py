@@ -75,3 +75,52 @@ def test_bad_cluster_counts_are_refused(blobs):
 def test_predict_checks_feature_count(fitted):
     with pytest.raises(ValueError, match="30"):
         fitted.predict(np.zeros((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def digits_corrected():
+    """Digits pixels, an unguided fit, and a person's decisions on the 9 least confident images of
+    each cluster: their true class's cluster (by the Hungarian matching of that fit)."""
+    from sklearn.datasets import load_digits
+
+    from icbpl_core.method.metrics import matched_classes
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    plain = ICBPL(n_clusters=10, epochs=30, random_state=0).fit(X)
+    confidence = (plain.latents_ @ plain.centroids_.T).max(axis=1)
+    cluster_of_class = {int(c): k for k, c in enumerate(matched_classes(y, plain.labels_, 10))}
+    guidance = np.full(len(X), -1)
+    for k in range(10):
+        members = np.flatnonzero(plain.labels_ == k)
+        for i in members[np.argsort(confidence[members])[:9]]:
+            guidance[i] = cluster_of_class[int(y[i])]
+    return X, y, plain, guidance
+
+
+@pytest.mark.parametrize("guide", ["anchor", "must-link", "both"])
+def test_guidance_from_a_persons_decisions(digits_corrected, guide):
+    X, y, plain, guidance = digits_corrected
+    guided = ICBPL(n_clusters=10, epochs=30, random_state=0, guide=guide).fit(X, guidance=guidance)
+    decided = guidance >= 0
+    untouched = ~decided
+    gain = cluster_accuracy(y[untouched], guided.labels_[untouched]) - cluster_accuracy(y[untouched], plain.labels_[untouched])
+    if guide == "must-link":     # decided images of a cluster come together (which point is not given)
+        assert _together(guided.labels_, guidance) > _together(plain.labels_, guidance) + 0.03 and gain > -0.02
+    else:                        # on their points, and the anchor moves the images nobody decided too
+        assert (guided.labels_[decided] == guidance[decided]).mean() > 0.9
+        assert gain > 0.1
+
+
+def _together(labels, guidance) -> float:
+    """Mean over the decided clusters of the share of their decided images in one cluster."""
+    return float(np.mean([np.bincount(labels[guidance == t]).max() / (guidance == t).sum()
+                          for t in np.unique(guidance[guidance >= 0])]))
+
+
+def test_bad_guidance_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="shape"):
+        ICBPL(n_clusters=3, epochs=1).fit(X, guidance=np.zeros(len(X) - 1, int))
+    with pytest.raises(ValueError, match="clusters 0..2"):
+        ICBPL(n_clusters=3, epochs=1).fit(X, guidance=np.full(len(X), 3))
