@@ -13,6 +13,8 @@ import numpy as np
 from icbpl_core.errors import IcbplError, RunError
 from icbpl_core.store.curation import FLAGS, Curated, Curation, SplitPreview, describe, parse_ids
 from icbpl_core.store.runs import Run
+from icbpl_core.training import corrections
+from icbpl_core.training.corrections import Guidance
 
 from . import state as app_state
 
@@ -122,3 +124,21 @@ def curated_csv(run: Run, indices=None) -> tuple[bytes, int]:
 
     table = export_table(run, None if indices is None else np.asarray(indices, dtype=np.int64), curated=True)
     return table.to_csv(index=False).encode("utf-8"), len(table)
+
+
+def retrain_plan(run: Run, guide: str, w_guide: float) -> tuple[Guidance, object] | str:
+    """(the guidance, the new run's RunSpec) a retrain from this run's corrections would start,
+    or why it cannot."""
+    try:
+        guidance = corrections.from_curation(run)
+        return guidance, corrections.retrain_spec(run, guidance, {"guide": guide, "w_guide": w_guide})
+    except IcbplError as exc:
+        return app_state.message(exc)
+
+
+def guidance_summary(guidance: Guidance, curated: Curated, run: Run) -> str:
+    verified = int((curated.flag == "verified").sum())
+    return (f"A new run with this run's settings and its seed, guided by the **{len(guidance.ids):,} images** you "
+            f"decided ({verified:,} verified; the rest moved, merged or split off; outliers and unsure ones left "
+            f"out) into **{guidance.n_clusters} clusters**, one PEDCC point each. The same as "
+            f"`icbpl retrain {run.path}`.")

@@ -34,7 +34,7 @@ from icbpl_core.store import atomic
 from icbpl_core.store.clock import iso
 from icbpl_core.store.locks import Busy, file_lock
 from icbpl_core.store.process import on_other_host
-from icbpl_core.store.runs import ACTIVE, CHOICE_FILE, Run, create_run, list_runs, open_run, writable_folder
+from icbpl_core.store.runs import ACTIVE, Run, create_run, list_runs, open_run, writable_folder
 
 from .processes import spawn
 from .state import explain, message
@@ -91,9 +91,10 @@ def _request_path(runs_dir: Path, request_id: str) -> Path:
 
 
 def launch(runs_dir: str | Path, spec, request_id: str | None = None, gpus: int = 1,
-           choice: dict | None = None) -> Run:
+           files: dict[str, dict] | None = None) -> Run:
     """Start training `spec` (a RunSpec) in a new run folder, in `gpus` processes (torchrun above
-    one); returns the run at once. `choice`: how the auto recipe chose its settings, kept in the run.
+    one); returns the run at once. `files`: JSON files the run folder holds before training starts
+    (the auto recipe's choice.json, a retrain's guidance.json).
 
     The same request_id twice (a double click, a rerun, a reload) returns the first run.
     A configuration identical to one already training raises DuplicateJob."""
@@ -116,8 +117,8 @@ def launch(runs_dir: str | Path, spec, request_id: str | None = None, gpus: int 
             if other.config == config and other.active:
                 raise DuplicateJob(f"an identical run is already training: {other.id}", other)
         run = create_run(runs_dir, config)
-        if choice is not None:
-            atomic.write_json(run.file(CHOICE_FILE), choice)
+        for name, content in (files or {}).items():
+            atomic.write_json(run.file(name), content)
         with _lock(run.file(LOCK_NAME)):
             _spawn(run, "train", gpus)
         if request_id:

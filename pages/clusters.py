@@ -8,7 +8,9 @@ import streamlit as st
 from icbpl_app import curation as cur
 from icbpl_app.figures import sizes_figure
 from icbpl_app.gallery import cluster_table, cluster_view, nearest
+from icbpl_core import params
 from icbpl_core.store.curation import LOG_NAME
+from icbpl_core.training import corrections
 from pages import common
 
 common.entry()
@@ -127,8 +129,8 @@ else:
         do("redo")
     label_of = lambda c: cur.cluster_label(curated, c, curated.size(c))  # noqa: E731
     known = curated.clusters()
-    name_tab, merge_tab, split_tab, images_tab, history_tab = st.tabs(
-        ["Name", "Merge", "Split", "Move & flag images", "History"])
+    name_tab, merge_tab, split_tab, images_tab, history_tab, retrain_tab = st.tabs(
+        ["Name", "Merge", "Split", "Move & flag images", "History", "Retrain from corrections"])
     with name_tab:
         n1, n2 = st.columns([1, 2])
         to_name = n1.selectbox("Cluster", known, index=known.index(cluster), key=f"cur_name_cluster_{cluster}",
@@ -212,6 +214,26 @@ else:
             st.dataframe(rows, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(rows)))
         else:
             st.caption("No edits yet.")
+    with retrain_tab:
+        r1, r2 = st.columns(2)
+        guide_param, weight_param = params.param("guide"), params.param("w_guide")
+        guide = r1.selectbox(guide_param.label, guide_param.options(), key="cur_guide",
+                             index=guide_param.options().index(run.config["train"].get("guide", guide_param.default)),
+                             help=guide_param.help)
+        weight = r2.number_input(weight_param.label, min_value=weight_param.low, max_value=weight_param.high,
+                                 value=float(run.config["train"].get("w_guide", weight_param.default)),
+                                 step=weight_param.step, key="cur_w_guide", help=weight_param.help,
+                                 disabled=guide == "must-link")
+        plan = cur.retrain_plan(run, guide, weight)
+        if isinstance(plan, str):
+            st.info(plan, icon=":material/info:")
+        else:
+            guidance, new_spec = plan
+            st.markdown(cur.guidance_summary(guidance, curated, run))
+            if st.button("Retrain from these corrections", key="cur_retrain", type="primary",
+                         icon=":material/model_training:"):
+                common.launch_and_open(new_spec, int(run.job().get("gpus") or 1),
+                                       {corrections.GUIDANCE_FILE: guidance.to_dict()})
 
 st.divider()
 common.anchor("neighbours")

@@ -591,11 +591,19 @@ def where_it_runs(config: dict) -> str:
 def start_run(draft, choice: dict | None = None) -> None:
     """Launch the draft as a background job (once per click) and open the Train page on it;
     `choice`: the auto recipe's, recorded in the run."""
+    from icbpl_core.store.runs import CHOICE_FILE
+
+    launch_and_open(draft.spec(), draft["gpus"], {CHOICE_FILE: choice} if choice else None)
+
+
+def launch_and_open(spec, gpus: int, files: dict[str, dict] | None = None) -> None:
+    """Launch `spec` as a background job (once per click), with `files` in its run folder, and open
+    the Train page on it; a refusal is shown where the click was."""
     import uuid
 
     request = st.session_state.setdefault("launch_request", uuid.uuid4().hex)
     try:
-        run = jobs.launch(runs_dir(), draft.spec(), request_id=request, gpus=draft["gpus"], choice=choice)
+        run = jobs.launch(runs_dir(), spec, request_id=request, gpus=gpus, files=files)
     except jobs.DuplicateJob as exc:
         st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}. It is now the current run; change a setting "
                    "(e.g. the seed) to start another.", icon=":material/warning:")
