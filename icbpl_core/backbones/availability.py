@@ -31,12 +31,12 @@ class Availability:
 
     @property
     def tag(self) -> str:
-        """A short label for a list of backbones: (offline), (downloads 45 MB), (not on this machine)."""
+        """A short label for a list of backbones: offline, downloads 45 MB, missing."""
         if self.state == "offline":
             return "offline"
         if self.state == "download":
             return f"downloads {self.megabytes:.0f} MB" if self.megabytes else "downloads"
-        return "not on this machine"
+        return "missing"
 
 
 def availability(name: str, pretrained: bool = True, weights: str | None = None) -> Availability:

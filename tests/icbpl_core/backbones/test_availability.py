@@ -54,7 +54,7 @@ def test_with_downloads_off_missing_weights_are_missing(caches, monkeypatch):
     monkeypatch.setenv("ICBPL_OFFLINE", "1")
     found = availability("resnet18")
     assert found.state == "missing" and "ICBPL_OFFLINE" in found.detail
-    assert found.tag == "not on this machine"
+    assert found.tag == "missing"
     assert availability("mobilenet_v2").offline         # shipped by a package: downloads do not matter
 
 
