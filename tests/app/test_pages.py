@@ -547,6 +547,15 @@ def test_data_page_ignores_hostile_url_values(tmp_path, monkeypatch):
     assert at.number_input(key="d_limit").value == 0 and at.number_input(key="d_lr").value == 1e-3
     assert at.checkbox(key="d_pretrained").value is True
     assert ready_line(at).startswith("Ready: digits (1,797 images)")
+    # a folder outside the data roots, from a link: refused in words, nothing listed, no start
+    monkeypatch.setenv("ICBPL_DATA_ROOTS", str(tmp_path / "data"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "folder", "data_root": "/etc"})
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="d_folder").value == "/etc"
+    assert any("outside the folders this app may open" in w.value for w in at.warning)
+    assert at.button(key="d_start_disabled").disabled
 
 
 def test_data_page_folder_and_zip(tmp_path, monkeypatch):
