@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import TIMM_PREFIX, catalog, from_scratch, get_entry
 from .weights import bundled_file, downloads_allowed, hub_checkpoint_dir, package_file
@@ -102,9 +103,10 @@ def _fetchable(name: str, source: str, into: Path | str, megabytes: float | None
         return Availability(name, "missing", f"{name}'s weights{size} are not on this machine and downloads "
                                              f"are off (ICBPL_OFFLINE is set): put them in {into} (from "
                                              f"{source}) or unset ICBPL_OFFLINE", megabytes)
+    host = urlsplit(source).netloc or source      # a short line; a failed download names the full address
     return Availability(name, "download", f"{name}'s weights{size} are not on this machine: they will be "
-                                          f"downloaded from {source} into {into} when the run starts "
-                                          "(needs internet)", megabytes)
+                                          f"downloaded from {host} when the run starts (needs internet)",
+                        megabytes)
 
 
 def _timm_alias(name: str, alias: catalog.TimmAlias) -> Availability:
