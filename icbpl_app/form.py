@@ -46,6 +46,8 @@ class Field:
     def help(self) -> str:
         p = self.param
         text = p.help[:1].upper() + p.help[1:] + "."
+        if self.kind == "number" and p.describe_range():
+            text += f" {p.describe_range()[:1].upper()}{p.describe_range()[1:]}."
         if p.modes != params.MODES:
             text += f" Applies in {' and '.join(p.modes)} mode."
         return text

@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from icbpl_core import params
+from icbpl_core.backbones import BACKBONES, TIMM_PREFIX
+from icbpl_core.backbones.availability import Availability, availability
 from icbpl_core.cli import command_line
 from icbpl_core.config import RunSpec, TrainConfig
 from icbpl_core.datasets import DATASETS, get_entry
 from icbpl_core.errors import IcbplError, ParamError
+from icbpl_core.recipes import default_recipe
 from icbpl_core.store.files import CACHE_ENV
 from icbpl_core.store.runs import RUNS_DIR_ENV, default_runs_dir
 
@@ -67,6 +70,68 @@ class Draft:
                        train=TrainConfig(**{k: v for k, v in self.values.items() if k in train_fields}))
 
 
+# a link never turns a download on by itself; an uploaded archive belongs to the session it came in
+NOT_IN_URL = ("download",)
+MAX_URL_VALUE = 1000
+
+
+def draft_query(draft: Draft) -> dict[str, str]:
+    """The draft's choices that differ from its dataset's defaults, as URL query parameters, so a
+    reload of the page (or the link) brings them back."""
+    entry = get_entry(draft["dataset"])
+    base = Draft({"dataset": draft["dataset"], "backbone": entry.default_backbone,
+                  "recipe": default_recipe(draft["dataset"])})
+    out = {}
+    for p in params.on("form"):
+        value = draft[p.name]
+        if p.name in NOT_IN_URL or (p.name == "data_root" and _from_upload(draft)):
+            continue
+        if value != base[p.name] or (p.name == "dataset" and value != DEFAULT_DATASET):
+            out[p.name] = _to_text(value)
+    return out
+
+
+def draft_from_query(query: dict) -> dict:
+    """Form values read back from URL query parameters. Anyone can write a link: every value goes
+    through the table's check, and one that is unknown, malformed or out of range is left out."""
+    out = {}
+    for p in params.on("form"):
+        if p.name in NOT_IN_URL or p.name not in query:
+            continue
+        try:
+            value = p.check(_from_text(p, query[p.name]))
+        except (ParamError, ValueError, TypeError, KeyError):
+            continue
+        if not p.options() or value in p.options():      # the form lists no timm:<name> or cuda:N
+            out[p.name] = value
+    if "data_root" in out and _from_upload(Draft(out)):
+        del out["data_root"]
+    return out
+
+
+def _from_upload(draft: Draft) -> bool:
+    return get_entry(draft["dataset"]).own_data == "archive"
+
+
+def _to_text(value) -> str:
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _from_text(p: params.Param, text):
+    """A URL value as the parameter's type (ValueError or KeyError when it is not one)."""
+    if not isinstance(text, str) or len(text) > MAX_URL_VALUE or any(ord(c) < 32 for c in text):
+        raise ValueError("not a plain value")
+    if text == "":
+        return None
+    if p.type is bool:
+        return {"true": True, "false": False}[text]
+    if p.type is int:
+        return int(text)
+    return float(text) if p.type is float else text
+
+
 def problems(draft: Draft, n_images: int | None = None) -> list[str]:
     """Everything that stops this draft from training, in plain words (empty: good to go).
 
@@ -83,6 +148,7 @@ def problems(draft: Draft, n_images: int | None = None) -> list[str]:
         spec = draft.spec().resolved()
     except IcbplError as exc:
         return out + [message(exc)]
+    out += [weights_message(found) for found in weights_needed(spec) if found.state == "missing"]
     if n_images is not None:
         if n_images < 2:
             out.append(f"The dataset has {n_images} image(s); clustering needs at least 2.")
@@ -90,6 +156,50 @@ def problems(draft: Draft, n_images: int | None = None) -> list[str]:
             out.append(f"{spec.train.n_clusters} clusters is more than the {n_images} images: "
                        f"choose {n_images} clusters or fewer.")
     return out
+
+
+def weights_needed(spec: RunSpec) -> list[Availability]:
+    """Where the pretrained weights a resolved spec loads would come from: its backbone's, and
+    those of the backbone it mines neighbours in."""
+    found = [availability(spec.backbone, spec.pretrained, spec.weights)]
+    if spec.neighbours_from in BACKBONES or spec.neighbours_from.startswith(TIMM_PREFIX):
+        found.append(availability(spec.neighbours_from))
+    return [f for f in found if not f.offline]
+
+
+def downloads(draft: Draft) -> list[str]:
+    """What this draft would download when it starts, in plain words (empty: nothing; a draft
+    that cannot be resolved says so in problems())."""
+    try:
+        spec = draft.spec().resolved()
+    except IcbplError:
+        return []
+    return [weights_message(found) for found in weights_needed(spec) if found.state == "download"]
+
+
+def weights_message(found: Availability) -> str:
+    """A backbone's missing weights as a sentence, with the backbones that need no download."""
+    shipped = [n for n in offline_backbones() if n != found.backbone]
+    other = f" Or choose {_either(shipped)}, which ship with the app." if shipped else ""
+    text = found.detail if found.detail.startswith(found.backbone) else _capital(found.detail)
+    return text.rstrip(".") + "." + other
+
+
+def offline_backbones() -> list[str]:
+    """The pretrained backbones whose weights are installed with the app."""
+    return [n for n in sorted(BACKBONES) if BACKBONES[n].weights == "bundled" and availability(n).offline]
+
+
+def backbone_tag(name: str) -> str:
+    """"offline", "downloads 45 MB" or "missing", for a list of backbones."""
+    try:
+        return availability(name).tag
+    except IcbplError:
+        return "unknown"
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def label(name: str) -> str:

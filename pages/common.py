@@ -560,8 +560,9 @@ def param_input(name: str, value, container=None, **overrides):
         st.session_state[key] = field.to_widget(value)
     label, help_text = overrides.get("label", field.label), overrides.get("help", field.help)
     if field.kind == "number":
-        shown = where.number_input(label, min_value=field.low, max_value=field.high, step=field.step,
-                                   format=field.format, key=key, help=help_text)
+        # no bounds on the widget: a browser keeps showing an out-of-range value it never sends,
+        # so the page would check another value than the one shown; the table's check says why instead
+        shown = where.number_input(label, step=field.step, format=field.format, key=key, help=help_text)
     elif field.kind == "choice":
         options = overrides.get("options") or field.options()
         if st.session_state[key] not in options:

@@ -22,6 +22,8 @@ SOURCES = {"registry": "A dataset from the list", "folder": "A folder on this ma
            "archive": "Upload a zip archive"}
 PREVIEW = 32
 MAIN_MODEL_FIELDS = ("backbone", "n_clusters", "epochs", "mode")
+STICKY = ('<style>[data-testid="stLayoutWrapper"]:has(> .st-key-d_launch){position:sticky;top:3.75rem;'
+          "z-index:5;background:var(--background-color, #fff)}</style>")
 
 
 @st.cache_resource(show_spinner="Opening the dataset…", max_entries=6)
@@ -261,8 +263,11 @@ def choose_model(draft: state.Draft, name: str, dataset) -> dict:
     columns = st.columns(len(MAIN_MODEL_FIELDS))
     values["backbone"] = common.param_input(
         "backbone", draft["backbone"] or default_backbone, columns[0], options=backbone_names(),
+        format_func=lambda n: f"{n} ({state.backbone_tag(n)})",
         help="The feature extractor. Pretrained ones are fine-tuned or used frozen; `scratch` is a small CNN "
-             "trained from scratch for tiny grey images.")
+             "trained from scratch for tiny grey images. offline: nothing to download (no weights needed, or "
+             "they are on this machine); downloads: fetched when the run starts (needs internet); missing: "
+             "cannot be had here (the message above says why).")
     columns[0].caption(BACKBONES[values["backbone"]].description
                        + (" · default for this dataset" if values["backbone"] == default_backbone else ""))
     k_help = form.field("n_clusters").help + (f" This data has {classes} classes." if classes else "")
@@ -285,11 +290,108 @@ def _rows(fields: list, width: int = 4) -> list[list]:
     return [fields[i:i + width] for i in range(0, len(fields), width)]
 
 
+def restore_from_url() -> None:
+    """A new browser session (a reload, a link): the choices kept in the page's URL."""
+    if "draft" in st.session_state:
+        return
+    restored = state.draft_from_query(st.query_params.to_dict())
+    if restored:
+        draft = state.Draft(restored)
+        st.session_state["draft"] = draft.to_dict()
+        if "n_clusters" in restored:      # a K kept in the URL is not replaced by the data's classes
+            st.session_state["d_k_for"] = (draft["dataset"], draft["data_root"])
+
+
+def keep_in_url(draft: state.Draft) -> None:
+    """The draft's choices into the URL (the run picker's `run` stays), so a reload keeps them."""
+    wanted = state.draft_query(draft)
+    shown = {k: v for k, v in st.query_params.to_dict().items() if k != "run"}
+    if shown != wanted:
+        for name in set(shown) - set(wanted):
+            del st.query_params[name]
+        st.query_params.update(wanted)
+
+
+def launch(top, draft: state.Draft, n_images: int | None, open_error: str | None) -> None:
+    """The verdict on the draft and the Start button, in `top` (near the page's top: visible
+    without scrolling); what stops it, or what starting it will download."""
+    problems = state.problems(draft, n_images)
+    if open_error and not draft["download"]:
+        problems = ["The images cannot be opened: see “1 · Images” below."] + problems
+    choice_job = choosing.job_for(state.runs_dir(), draft.to_dict()) if draft["recipe"] == "auto" else None
+    with top.container(border=True):
+        says, act = st.columns([5, 1], vertical_alignment="center")
+        with act:
+            start = _start_button(problems, choice_job, draft)
+        with says:
+            _verdict(problems, choice_job, draft, n_images)
+    if start:
+        common.start_run(draft, _choice_record(choice_job, draft))
+
+
+def _verdict(problems: list[str], choice_job, draft: state.Draft, n_images: int | None) -> None:
+    if problems:
+        for problem in problems:
+            st.error(problem, icon=":material/error:")
+        return
+    if choice_job is not None and choice_job.state != "done":
+        st.info("The auto recipe is chosen before training starts.", icon=":material/auto_awesome:")
+        return
+    summary = (f"{draft['dataset']}" + (f" ({n_images:,} images)" if n_images else "")
+               + f", recipe {draft['recipe']}, backbone {draft['backbone']}, K = {draft['n_clusters']}, "
+               f"{draft['epochs']} epochs.")
+    downloads = state.downloads(draft)
+    if downloads:       # it can start, but only with internet: never the plain "Ready"
+        st.warning(" ".join(downloads) + f"\n\nStart downloads them, then trains: {summary}",
+                   icon=":material/download:")
+    else:
+        st.success(f"Ready: {summary}", icon=":material/check_circle:")
+    if choice_job is not None:
+        overridden = choosing.overridden(choice_job.choice, draft.to_dict())
+        if overridden:
+            st.caption("Changed by hand after the auto recipe chose: "
+                       + ", ".join(state.label(n) for n in overridden) + ".")
+
+
+def _start_button(problems: list[str], choice_job, draft: state.Draft) -> bool:
+    """Whether to start now (clicked, or the auto recipe this click asked for has just been chosen)."""
+    if problems:
+        st.button("Start training", type="primary", disabled=True, key="d_start_disabled", width="stretch")
+        return False
+    if choice_job is not None and choice_job.state != "done":
+        if st.button("Choose the recipe, then start →", type="primary", key="d_choose_start", width="stretch",
+                     disabled=choice_job.state == "running"):
+            choosing.start(state.runs_dir(), draft.to_dict())
+            st.session_state["d_choice_watching"] = choice_job.key
+            st.session_state["d_start_after_choice"] = choice_job.key
+            st.rerun()
+        return False
+    start_now = choice_job is not None and st.session_state.get("d_start_after_choice") == choice_job.key
+    if start_now:
+        st.session_state.pop("d_start_after_choice")
+    clicked = st.button("Start training →", type="primary", key="d_start", width="stretch",
+                        help="Starts a background job and opens the Train page to watch it.")
+    return start_now or clicked
+
+
+def _choice_record(choice_job, draft: state.Draft) -> dict | None:
+    """The auto recipe's choice as the run records it, with the fields changed by hand since."""
+    if choice_job is None:
+        return None
+    choice = choice_job.choice.to_dict()
+    choice["overridden"] = choosing.overridden(choice_job.choice, draft.to_dict())
+    return choice
+
+
+restore_from_url()
 draft = state.Draft(st.session_state.get("draft"))
 
 st.title("Data & model")
 st.caption("Pick the images and how to cluster them. The defaults train on the bundled digits dataset "
            "(no download) in a minute or two on a CPU.")
+top = st.container(key="d_launch")      # filled last, once every field below has its value
+# the verdict and Start stay in view while the fields below are scrolled through and changed
+st.html(STICKY)
 
 left, right = st.columns([5, 6], gap="large")
 with left:
@@ -326,37 +428,5 @@ suggest_clusters({**choice_values, "backbone": None} if unchosen else choice_val
 values.update(choose_model(draft, values["dataset"], dataset))
 draft = state.Draft({**draft.to_dict(), **values})
 st.session_state["draft"] = draft.to_dict()
-
-problems = state.problems(draft, n_images)
-if open_error and not values["download"]:
-    problems = ["The images cannot be opened: see “1 · Images” above."] + problems
-choice_job = choosing.job_for(state.runs_dir(), draft.to_dict()) if draft["recipe"] == "auto" else None
-st.divider()
-if problems:
-    for problem in problems:
-        st.error(problem, icon=":material/error:")
-    st.button("Start training", type="primary", disabled=True, key="d_start_disabled")
-elif choice_job is not None and choice_job.state != "done":
-    st.info("The auto recipe is chosen before training starts.", icon=":material/auto_awesome:")
-    if st.button("Choose the recipe, then start →", type="primary", key="d_choose_start",
-                 disabled=choice_job.state == "running"):
-        choosing.start(state.runs_dir(), draft.to_dict())
-        st.session_state["d_choice_watching"] = choice_job.key
-        st.session_state["d_start_after_choice"] = choice_job.key
-        st.rerun()
-else:
-    st.success(f"Ready: {draft['dataset']}" + (f" ({n_images:,} images)" if n_images else "")
-               + f", recipe {draft['recipe']}, backbone {draft['backbone']}, K = {draft['n_clusters']}, "
-               f"{draft['epochs']} epochs.", icon=":material/check_circle:")
-    choice = choice_job.choice.to_dict() if choice_job is not None else None
-    if choice is not None:
-        choice["overridden"] = choosing.overridden(choice_job.choice, draft.to_dict())
-        if choice["overridden"]:
-            st.caption("Changed by hand after the auto recipe chose: "
-                       + ", ".join(state.label(n) for n in choice["overridden"]) + ".")
-    start_now = choice_job is not None and st.session_state.get("d_start_after_choice") == choice_job.key
-    if start_now:
-        st.session_state.pop("d_start_after_choice")
-    if start_now or st.button("Start training →", type="primary", key="d_start",
-                              help="Starts a background job and opens the Train page to watch it."):
-        common.start_run(draft, choice)
+keep_in_url(draft)
+launch(top, draft, n_images, open_error)

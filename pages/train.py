@@ -34,6 +34,8 @@ with st.container(border=True):
         st.page_link(common.PAGES["data"], label="Change the data or settings", icon=":material/dataset:")
     for problem in problems:
         st.error(problem, icon=":material/error:")
+    for download in [] if problems else state.downloads(draft):
+        st.warning(download, icon=":material/download:")
     if start and not problems:
         common.start_run(draft)
 

@@ -8,16 +8,11 @@ cell of the contingency table (its images show), download the selection's CSV an
 rows. Nothing is fetched from the internet. Screenshots go to tests/artifacts/.
 """
 import csv
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.app.browser_server import streamlit_app
 from tests.conftest import MISSING
 from tests.helpers import ROOT, chromium
 
@@ -31,50 +26,12 @@ if CHROMIUM is None:
 from playwright import sync_api  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("browser-runs")
-    port = free_port()
-    env = dict(os.environ)
-    env.update(ICBPL_RUNS_DIR=str(runs), ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache"),
-               ICBPL_OFFLINE="1")
-    log = open(tmp_path_factory.getbasetemp() / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start: " + Path(log.name).read_text()[-2000:])
-        time.sleep(0.3)
-    yield url, runs
-    # stop training jobs the test may have left, then the server
-    from icbpl_app import jobs
-    from icbpl_core.store.runs import list_runs
-    for run in list_runs(runs):
-        if run.active:
-            jobs.cancel(run)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit.log",
+                       ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache")) as url:
+        yield url, runs
 
 
 def wait_idle(page, timeout=120.0) -> None:
@@ -141,7 +98,7 @@ def _journey(page, url, runs, tmp_path):
     set_number(page, "Epochs", 3)
     page.locator('[data-testid="stSelectbox"]', has_text="Backbone").click()
     page.keyboard.type("scratch-mlp")
-    page.get_by_role("option", name="scratch-mlp", exact=True).click()
+    page.get_by_role("option", name="scratch-mlp (offline)", exact=True).click()
     wait_idle(page)
     page.get_by_text("Ready: digits (300 images), recipe dataset, backbone scratch-mlp, K = 10, 3 epochs").wait_for()
     page.get_by_role("button", name="Start training").click()

@@ -2,17 +2,13 @@
 images, see the history, download the curated CSV, reload and find the edits still there.
 Screenshots go to tests/artifacts/curate-*.png."""
 import csv
-import os
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.app.test_browser import CHROMIUM, free_port, no_exceptions, shot, wait_idle
-from tests.helpers import ROOT, icbpl, run_folder
+from tests.app.browser_server import streamlit_app
+from tests.app.test_browser import CHROMIUM, no_exceptions, shot, wait_idle
+from tests.helpers import icbpl, run_folder
 
 pytestmark = pytest.mark.slow
 from playwright import sync_api  # noqa: E402  (test_browser skips the module without chromium)
@@ -23,33 +19,8 @@ def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("curate-runs")
     run_dir = run_folder(icbpl("train", "--dataset", "digits", "--limit", "300", "--backbone", "scratch-mlp",
                                "--neighbours-from", "pixels", "--epochs", "2", "--runs-dir", runs, "--quiet"))
-    port = free_port()
-    env = {**os.environ, "ICBPL_RUNS_DIR": str(runs), "ICBPL_OFFLINE": "1"}
-    log = open(tmp_path_factory.getbasetemp() / "streamlit-curate.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start: " + Path(log.name).read_text()[-2000:])
-        time.sleep(0.3)
-    yield url, run_dir
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit-curate.log") as url:
+        yield url, run_dir
 
 
 def test_name_merge_flag_export_and_reload_in_a_browser(server, tmp_path):

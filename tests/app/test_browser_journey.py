@@ -6,24 +6,28 @@ reload and find every edit still there. Then two runs compared on Latent space: 
 in one colour, a selection in either plot shown in both. Screenshots go to
 tests/artifacts/journey-*.png and compare-*.png."""
 import csv
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
 from icbpl_core.store.curation import Curation, parse_ids
 from icbpl_core.store.runs import Run
-from tests.app.test_browser import (CHROMIUM, free_port, nav, no_exceptions, server, set_number,  # noqa: F401
-                                    shot, wait_idle)
+from tests.app.browser_server import streamlit_app
+from tests.app.test_browser import CHROMIUM, nav, no_exceptions, set_number, shot, wait_idle
 from tests.app.test_browser_curation import edit_done, open_clusters, pick_two
-from tests.helpers import ROOT, run_folder, start_icbpl
+from tests.helpers import run_folder, start_icbpl
 
 pytestmark = pytest.mark.slow
 from playwright import sync_api  # noqa: E402  (test_browser skips the module without chromium)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("journey-runs")
+    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit-journey.log",
+                       ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache")) as url:
+        yield url, runs
 
 
 def test_train_curate_drill_down_export_and_reload(server, tmp_path):
@@ -50,11 +54,18 @@ def train(page, url, runs):
     set_number(page, "Epochs", 3)
     page.locator('[data-testid="stSelectbox"]', has_text="Backbone").click()
     page.keyboard.type("scratch-mlp")
-    page.get_by_role("option", name="scratch-mlp", exact=True).click()
+    page.get_by_role("option", name="scratch-mlp (offline)", exact=True).click()
     wait_idle(page)
-    page.get_by_text("Ready: digits (300 images), recipe dataset, backbone scratch-mlp, K = 10, 3 epochs").wait_for()
+    ready = "Ready: digits (300 images), recipe dataset, backbone scratch-mlp, K = 10, 3 epochs"
+    page.get_by_text(ready).wait_for()
+    page.reload()                          # the choices are kept in the URL: a reload brings them back
+    page.get_by_text(ready).wait_for()
+    wait_idle(page)
     shot(page, "journey-1-data")
-    page.get_by_role("button", name="Start training").click()
+    start = page.get_by_role("button", name="Start training")
+    box = start.bounding_box()             # the primary action is in view at 1400 x 900, without scrolling
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"], box
+    start.click()
     page.get_by_text("Finished:").wait_for(timeout=300_000)
     wait_idle(page)
     no_exceptions(page)
@@ -249,33 +260,8 @@ def two_runs(tmp_path_factory):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         done.append(run_folder(out))
-    port = free_port()
-    env = {**os.environ, "ICBPL_RUNS_DIR": str(runs), "ICBPL_OFFLINE": "1"}
-    log = open(tmp_path_factory.getbasetemp() / "streamlit-compare.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start")
-        time.sleep(0.3)
-    yield url, done
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit-compare.log") as url:
+        yield url, done
 
 
 def same(source, target, indices) -> set[int]:

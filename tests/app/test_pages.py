@@ -428,10 +428,13 @@ def test_every_form_parameter_has_its_widget_with_the_tables_range(tmp_path, mon
         if key is None:
             continue
         widget = widgets[key]
-        if field.kind == "number":
-            assert (widget.min, widget.max) == (field.low, field.high), field.name
-        elif field.kind == "choice" and field.name != "dataset":
-            assert list(widget.options) == field.options(), field.name
+        if field.kind == "number":        # the range is in the help and checked by the page, not the widget
+            assert (widget.min, widget.max) == (None, None), field.name
+            if field.param.describe_range():
+                assert field.param.describe_range()[1:] in widget.help, field.name
+        elif field.kind == "choice" and field.name != "dataset":      # backbones: "name (offline)"
+            names = [o.split(" (")[0] for o in widget.options] if field.name == "backbone" else widget.options
+            assert list(names) == field.options(), field.name
 
 
 def test_data_page_widgets_drive_the_draft(tmp_path, monkeypatch):
@@ -469,6 +472,90 @@ def test_data_page_refuses_bad_choices(tmp_path, monkeypatch):
     assert any("is not a folder" in w.value for w in at.warning)
     assert at.button(key="d_start_disabled").disabled
     assert not at.exception
+
+
+def ready_line(at: AppTest) -> str:
+    return " ".join(s.value for s in at.success if s.value.startswith("Ready:"))
+
+
+def test_data_page_checks_the_k_it_shows(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    at.number_input(key="d_n_clusters").set_value(3).run()
+    assert "K = 3," in ready_line(at)
+    at.number_input(key="d_n_clusters").set_value(1).run()      # below the table's range: refused, said why
+    assert not at.success and any("Number of clusters K: must be between 2 and 1000, got 1" in e.value
+                                  for e in at.error)
+    assert at.button(key="d_start_disabled").disabled and "d_start" not in [b.key for b in at.button]
+    at.number_input(key="d_n_clusters").set_value(5).run()
+    assert "K = 5," in ready_line(at) and at.button(key="d_start").disabled is False
+    assert not at.exception
+
+
+def test_data_page_marks_backbones_that_would_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))          # an empty hub cache
+    at = make_app()
+    labels = at.selectbox(key="d_backbone").options
+    assert "mobilenet_v2 (offline)" in labels and "scratch-mlp (offline)" in labels
+    assert "resnet18 (missing)" in labels                 # the tests run with ICBPL_OFFLINE set
+    at.selectbox(key="d_backbone").set_value("resnet18").run()
+    assert any("resnet18's weights (45 MB) are not on this machine" in e.value and "ICBPL_OFFLINE" in e.value
+               and "mobilenet_v2" in e.value for e in at.error)
+    assert at.button(key="d_start_disabled").disabled
+    monkeypatch.delenv("ICBPL_OFFLINE")                               # downloads allowed: a warning, Start stays
+    at = make_app(draft={"backbone": "resnet18"})
+    assert "resnet18 (downloads 45 MB)" in at.selectbox(key="d_backbone").options
+    assert not ready_line(at) and not at.error
+    (warning,) = [w.value for w in at.warning if "resnet18" in w.value]
+    assert "will be downloaded" in warning and "needs internet" in warning and "mobilenet_v2" in warning
+    assert at.button(key="d_start").disabled is False
+    at.selectbox(key="d_backbone").set_value("mobilenet_v2").run()
+    assert "backbone mobilenet_v2" in ready_line(at) and not at.warning
+
+
+def test_data_page_choices_survive_a_reload_through_the_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = make_app()
+    at.number_input(key="d_limit").set_value(300).run()
+    at.number_input(key="d_n_clusters").set_value(7).run()
+    at.selectbox(key="d_backbone").set_value("scratch").run()
+    at.number_input(key="d_lr").set_value(0.01).run()
+    query = dict(at.query_params)
+    assert {k: query[k] for k in ("limit", "n_clusters", "backbone", "lr")} == {
+        "limit": "300", "n_clusters": "7", "backbone": "scratch", "lr": "0.01"}
+    assert "epochs" not in query                       # only what differs from the dataset's defaults
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)    # a new session: only the URL is left
+    reloaded.query_params.update(query)
+    reloaded.run()
+    assert_clean(reloaded)
+    assert reloaded.number_input(key="d_n_clusters").value == 7        # not replaced by the 10 classes
+    assert reloaded.number_input(key="d_limit").value == 300 and reloaded.number_input(key="d_lr").value == 0.01
+    assert reloaded.selectbox(key="d_backbone").value == "scratch"
+    assert "digits (300 images), recipe dataset, backbone scratch, K = 7" in ready_line(reloaded)
+
+
+def test_data_page_ignores_hostile_url_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICBPL_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"n_clusters": "1", "epochs": "1e999", "lr": "nan", "limit": "-5", "seed": "x" * 5000,
+                            "dataset": "<script>alert(1)</script>", "backbone": "timm:../../etc",
+                            "pretrained": "yes", "download": "true", "data_root": "/etc\x00", "evil": "1"})
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="d_dataset").value == "digits" and at.number_input(key="d_n_clusters").value == 10
+    assert at.number_input(key="d_limit").value == 0 and at.number_input(key="d_lr").value == 1e-3
+    assert at.checkbox(key="d_pretrained").value is True
+    assert ready_line(at).startswith("Ready: digits (1,797 images)")
+    # a folder outside the data roots, from a link: refused in words, nothing listed, no start
+    monkeypatch.setenv("ICBPL_DATA_ROOTS", str(tmp_path / "data"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "folder", "data_root": "/etc"})
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="d_folder").value == "/etc"
+    assert any("outside the folders this app may open" in w.value for w in at.warning)
+    assert at.button(key="d_start_disabled").disabled
 
 
 def test_data_page_folder_and_zip(tmp_path, monkeypatch):
