@@ -245,6 +245,20 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def guidance_line(run) -> str | None:
+    """"Guided by 152 images a person decided in run X (anchor, weight 1)" for a retrained run."""
+    from icbpl_core.training import corrections
+
+    guidance = corrections.read(run)
+    if guidance is None:
+        return None
+    train = run.config.get("train") or {}
+    guide = train.get("guide", "anchor")
+    weight = f", weight {train.get('w_guide', 1.0):g}" if guide != "must-link" else ""
+    return (f"Guided by {len(guidance.ids):,} images a person decided in run {guidance.source_run} "
+            f"({guide}{weight}), into {guidance.n_clusters} clusters.")
+
+
 def recipe_line(config: dict, choice: dict | None) -> str:
     """Which recipe a run trains with, and for the auto recipe what it chose and what was changed by hand."""
     recipe = config.get("recipe")

@@ -64,6 +64,9 @@ def _live(run) -> None:
                + f"backbone {config.get('backbone')} · mode {config.get('mode')} · "
                f"K = {train.get('n_clusters')} · {train.get('epochs')} epochs · {common.where_it_runs(config)} · "
                f"state **{current}**")
+    guided = state.guidance_line(run)
+    if guided:
+        st.caption(guided)
     st.progress(float(progress.fraction), text=progress.phase + (f" — {progress.detail}" if progress.detail else ""))
     history = progress.table()
     _figures_row(run, status, progress, history)
