@@ -48,8 +48,9 @@ GUIDES = {
     "anchor w5": ["--guide", "anchor", "--w-guide", "5"],
     "must-link": ["--guide", "must-link"],
     "both": ["--guide", "both", "--w-guide", "1"],
+    "anchor, warm start": ["--guide", "anchor", "--w-guide", "1", "--warm-start"],
 }
-RUN_FILES_SKIPPED = ("checkpoint.pt", "checkpoint.prev.pt", "curation.jsonl", ".curation.lock", ".training.lock")
+RUN_FILES_SKIPPED = ("checkpoint.prev.pt", "curation.jsonl", ".curation.lock", ".training.lock")
 
 
 def icbpl(*args: str) -> Path:

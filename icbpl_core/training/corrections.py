@@ -2,15 +2,17 @@
 
 An image is *decided* when a person verified it, or its curated cluster differs from the model's
 (moved there, or merged or split off); outliers and unsure ones are not. The new run has one
-PEDCC point per curated cluster that holds images: target j is the j-th of them in id order,
-so with no merge or split the new run's clusters keep the old ids (and the same seed, the same
-PEDCC points). The decided images, by dataset id, go into the new run's guidance.json, which
+PEDCC point per curated cluster that holds images: target j is the j-th of them in id order, and
+its point is that cluster's in the PEDCC of every cluster id the curation knows (the curated
+run's own points when nothing was split), so the new run starts where the person left off and
+its cluster j is the curated cluster clusters[j]. The decided images, by dataset id, go into the new run's guidance.json, which
 the pipeline turns into the trainer's targets (method/guidance.py); the run is self-contained:
 later edits to the old run do not change it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +28,9 @@ NOT_DECIDED = ("outlier", "unsure")
 @dataclass
 class Guidance:
     source_run: str                 # the curated run's folder name
+    source_path: str                # and where it was (warm_start reads its checkpoint there)
     clusters: list[int]             # curated cluster id of each target 0..K'-1
+    n_points: int                   # cluster ids the curation knows (the run's K, and those splits made)
     names: dict[str, str]           # target (as text, for JSON) -> the name a person gave it
     ids: list[str]                  # dataset ids of the decided images
     targets: list[int]              # their targets
@@ -59,7 +63,8 @@ def from_curation(run: Run) -> Guidance:
         raise RunError(f"run {run.id} has no corrections to learn from: verify, move, merge or split "
                        "images first (icbpl curate, or the Clusters page)")
     rows = np.flatnonzero(decided)
-    return Guidance(source_run=run.id, clusters=clusters,
+    return Guidance(source_run=run.id, source_path=str(run.path.absolute()), clusters=clusters,
+                    n_points=max(state.known) + 1,
                     names={str(target_of[c]): n for c, n in state.names.items() if n and c in target_of},
                     ids=[str(i) for i in table["id"].to_numpy()[rows]],
                     targets=[target_of[int(c)] for c in state.cluster[rows]], edits=len(state.done))
@@ -77,6 +82,13 @@ def read(run: Run) -> Guidance | None:
     return Guidance(**json.loads(path.read_text(encoding="utf-8")))
 
 
+def centroids(guidance: Guidance, cfg) -> np.ndarray:
+    """The new run's PEDCC: the points of its curated clusters among those of every known id."""
+    from ..method.pedcc import make_pedcc
+
+    return make_pedcc(guidance.n_points, cfg.latent_dim, cfg.seed)[guidance.clusters]
+
+
 def targets_for(guidance: Guidance, dataset, n_clusters: int) -> np.ndarray:
     """(N,) target of each image of `dataset` (-1: not decided), matched by dataset id."""
     if guidance.n_clusters != n_clusters:
@@ -91,6 +103,28 @@ def targets_for(guidance: Guidance, dataset, n_clusters: int) -> np.ndarray:
     rows, values = zip(*found)
     targets[list(rows)] = values
     return targets
+
+
+def load_model(guidance: Guidance, model) -> None:
+    """Start `model` from the curated run's trained one (warm_start): its heads narrowed to the one
+    saved when the curated run had kept only its best."""
+    import torch
+
+    path = Path(guidance.source_path) / "checkpoint.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["trainer"]["model"]
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise RunError(f"cannot start from the curated run's model ({path}: {type(exc).__name__}); retrain "
+                       "from scratch (warm_start off)") from None
+    heads = getattr(model, "head", model)           # an Encoder's heads, or the heads themselves
+    saved = {key.split("heads.")[1].split(".")[0] for key in state if "heads." in key}
+    if heads.n_heads > len(saved) == 1:
+        heads.keep_head(0)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RunError(f"the curated run's model does not fit this run's ({str(exc).splitlines()[0]}); "
+                       "retrain from scratch (warm_start off) or with the curated run's settings") from None
 
 
 def retrain_spec(source: Run, guidance: Guidance, given: dict):

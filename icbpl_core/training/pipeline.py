@@ -140,12 +140,14 @@ def _train(spec: RunSpec, run: Run, resume: bool, emit, stop: StopFlag, cache_di
         inputs = _without_unreadable(inputs, features.dropped, emit)
     dataset = inputs.dataset
     _check_size(len(dataset), cfg.n_clusters)
-    centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed)
+    guidance = corrections.read(run)
+    centroids = make_pedcc(cfg.n_clusters, cfg.latent_dim, cfg.seed) if guidance is None else \
+        corrections.centroids(guidance, cfg)
     rows = features.neighbour_rows()
     k = min(cfg.n_neighbours, len(dataset) - 1)
     neighbours = distributed.broadcast(
         nearest_neighbours(rows, k, cfg.knn_backend, place.device)[0] if world.main else None, world)
-    targets = _guidance_targets(run, dataset, cfg, emit)
+    targets = None if guidance is None else _guidance_targets(guidance, dataset, model, cfg, emit, resume)
     trainer = Trainer(model, source, centroids, neighbours, cfg, labels=dataset.labels, on_event=emit,
                       place=place, world=world, targets=targets)
     stored = spec.to_dict()
@@ -180,14 +182,14 @@ def _open_dataset(spec: RunSpec, emit):
     return dataset
 
 
-def _guidance_targets(run: Run, dataset, cfg, emit) -> np.ndarray | None:
-    """The trainer's targets when the run retrains from a person's corrections (corrections.py)."""
-    guidance = corrections.read(run)
-    if guidance is None:
-        return None
+def _guidance_targets(guidance, dataset, model, cfg, emit, resume: bool) -> np.ndarray:
+    """The trainer's targets when the run retrains from a person's corrections (corrections.py);
+    with warm_start, the model starts as the curated run's (a resume restores its own instead)."""
     targets = corrections.targets_for(guidance, dataset, cfg.n_clusters)
+    if cfg.warm_start and not resume:
+        corrections.load_model(guidance, model)
     emit({"type": ev.GUIDED, "source_run": guidance.source_run, "images": int((targets >= 0).sum()),
-          "guide": cfg.guide, "w_guide": cfg.w_guide})
+          "guide": cfg.guide, "w_guide": cfg.w_guide, "warm_start": cfg.warm_start})
     return targets
 
 

@@ -1,9 +1,10 @@
 """The whole journey in a real browser: train a small digits run from the Data page, name a
 cluster and merge two on the Clusters page, flag images there and from a latent-space selection,
 see the curated clusters (and the model's, on request) on Latent space, drill down from a cell of
-the curated heatmap on Confusion & metrics, export the curated CSV and check its rows, then
-reload and find every edit still there. Then two runs compared on Latent space: matched clusters
-in one colour, a selection in either plot shown in both. Screenshots go to
+the curated heatmap on Confusion & metrics, export the curated CSV and check its rows, reload
+and find every edit still there, then retrain from the corrections and watch the new run. Then
+two runs compared on Latent space: matched clusters in one colour, a selection in either plot
+shown in both. Screenshots go to
 tests/artifacts/journey-*.png and compare-*.png."""
 import csv
 import re
@@ -13,6 +14,7 @@ import pytest
 
 from icbpl_core.store.curation import Curation, parse_ids
 from icbpl_core.store.runs import Run
+from icbpl_core.training.corrections import from_curation
 from tests.app.browser_server import streamlit_app
 from tests.app.test_browser import CHROMIUM, nav, no_exceptions, set_number, shot, wait_idle
 from tests.app.test_browser_curation import edit_done, open_clusters, pick_two
@@ -244,6 +246,19 @@ def _journey(page, url, runs, tmp_path):
     assert any(r.startswith(f"cluster {named} · big one →") for r in rows)
     no_exceptions(page)
     shot(page, "journey-10-reload-metrics")
+
+    # Retrain from the corrections: a new run guided by them, watched on the Train page
+    expected = from_curation(Run(run_dir))
+    open_clusters(page, url, run_dir)
+    page.get_by_role("tab", name="Retrain from corrections").click()
+    page.get_by_text(f"guided by the {len(expected.ids):,} images you decided").wait_for()
+    page.get_by_role("button", name="Retrain from these corrections").click()
+    page.get_by_text(f"Guided by {len(expected.ids):,} images a person decided in run {run_dir.name}").wait_for()
+    page.get_by_text("Finished: ACC").wait_for(timeout=300_000)
+    shot(page, "journey-11-retrained")
+    retrained = Run(runs / page.url.split("run=")[1].split("&")[0])
+    assert retrained.config["train"]["n_clusters"] == expected.n_clusters < 10      # the merge took one away
+    assert retrained.metrics["n_samples"] == 300 and retrained.state == "finished"
 
 
 # -- two runs compared -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from icbpl_core.store.runs import Run
@@ -47,3 +48,21 @@ def test_retrain_without_corrections_or_from_a_bad_folder_says_why(run_dir, tmp_
     assert not any(tmp_path.iterdir())                 # no run folder made
     done = icbpl("retrain", tmp_path / "nowhere", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_warm_start_begins_from_the_curated_runs_model(run_dir, tmp_path):
+    curated = tmp_path / "curated"
+    shutil.copytree(run_dir, curated)
+    icbpl("curate", curated, "--flag", "0-9", "verified")
+    source = Run(curated).assignments()["cluster"].to_numpy()
+
+    def agreement(*options) -> float:
+        new = Run(run_folder(icbpl("retrain", curated, "--epochs", "1", "--lr", "1e-6", *options,
+                                   "--runs-dir", tmp_path / "new")))
+        curated_id = json.loads(new.file(GUIDANCE_FILE).read_text())["clusters"]    # new cluster j -> curated id
+        return float((np.asarray(curated_id)[new.assignments()["cluster"].to_numpy()] == source).mean())
+    assert agreement("--warm-start") > 0.95          # a step of lr 1e-6 away from the curated model
+    assert agreement() < 0.5                          # from scratch: one epoch at 1e-6 is a random head
+    (curated / "checkpoint.pt").unlink()
+    done = icbpl("retrain", curated, "--warm-start", "--runs-dir", tmp_path / "gone", check=False)
+    assert done.returncode == 1 and "cannot start from the curated run's model" in done.stderr
