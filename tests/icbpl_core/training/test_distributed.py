@@ -1,8 +1,8 @@
 """Training in two processes (gloo, on the CPU) is the same computation as in one.
 
 The unit test runs one step of the real trainer in two processes, each on its half of the
-global batch, and in one process on the whole batch: the loss, every parameter's gradient and
-the bank written by the step must agree. The command-line tests run digits through torchrun."""
+global batch, and in one process on the whole batch: the loss (a person's corrections' terms
+included), every parameter's gradient and the bank written by the step must agree. The command-line tests run digits through torchrun."""
 import json
 import os
 import signal
@@ -35,13 +35,15 @@ def _data():
 
 def _trainer(world: World) -> Trainer:
     x = _data()
-    cfg = TrainConfig(n_clusters=4, latent_dim=8, hidden_dim=32, batch_size=BATCH, n_neighbours=5, n_heads=2, seed=3)
+    cfg = TrainConfig(n_clusters=4, latent_dim=8, hidden_dim=32, batch_size=BATCH, n_neighbours=5, n_heads=2, seed=3,
+                      guide="both")
+    targets = np.where(np.arange(N) % 3 == 0, np.arange(N) % 4, -1)     # a person's decisions on a third
     torch.manual_seed(3)
     heads = MultiHead(DIM, cfg.hidden_dim, cfg.latent_dim, cfg.n_heads)
     heads.set_input_stats(torch.from_numpy(x))
     # noise 0: the augmented view is the feature itself, the same however the batch is split
     trainer = Trainer(heads, FeatureSource(x, noise=0.0), make_pedcc(4, 8, 3), cosine_topk(x, 5)[0], cfg,
-                      world=world)
+                      world=world, targets=targets)
     trainer.bank = trainer.all_latents()
     return trainer
 
