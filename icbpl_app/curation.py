@@ -126,19 +126,20 @@ def curated_csv(run: Run, indices=None) -> tuple[bytes, int]:
     return table.to_csv(index=False).encode("utf-8"), len(table)
 
 
-def retrain_plan(run: Run, guide: str, w_guide: float) -> tuple[Guidance, object] | str:
-    """(the guidance, the new run's RunSpec) a retrain from this run's corrections would start,
-    or why it cannot."""
+def retrain_plan(run: Run, given: dict) -> tuple[Guidance, object] | str:
+    """(the guidance, the new run's RunSpec) a retrain from this run's corrections with the settings
+    `given` (guide, w_guide, warm_start) would start, or why it cannot."""
     try:
         guidance = corrections.from_curation(run)
-        return guidance, corrections.retrain_spec(run, guidance, {"guide": guide, "w_guide": w_guide})
+        return guidance, corrections.retrain_spec(run, guidance, given)
     except IcbplError as exc:
         return app_state.message(exc)
 
 
-def guidance_summary(guidance: Guidance, curated: Curated, run: Run) -> str:
+def guidance_summary(guidance: Guidance, curated: Curated, run: Run, warm_start: bool) -> str:
     verified = int((curated.flag == "verified").sum())
-    return (f"A new run with this run's settings and its seed, guided by the **{len(guidance.ids):,} images** you "
+    start = "starting from this run's model" if warm_start else "trained from scratch"
+    return (f"A new run with this run's settings and its seed, {start}, guided by the **{len(guidance.ids):,} images** you "
             f"decided ({verified:,} verified; the rest moved, merged or split off; outliers and unsure ones left "
             f"out) into **{guidance.n_clusters} clusters**, one PEDCC point each. The same as "
-            f"`icbpl retrain {run.path}`.")
+            f"`icbpl retrain {run.path}{' --warm-start' if warm_start else ''}`.")

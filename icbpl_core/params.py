@@ -140,6 +140,7 @@ def _neighbour_sources() -> list[str]:
 
 
 MAX_SEED = 2 ** 31 - 1
+RETRAIN = ("cli", "estimator")      # set where a retrain is started (its own tab in the app), not on the Data page
 
 PARAMS: tuple[Param, ...] = (
     # -- data --------------------------------------------------------------------------------------
@@ -210,11 +211,12 @@ PARAMS: tuple[Param, ...] = (
     Param("guide", str, "anchor", "how a retrained run uses a person's corrections (icbpl retrain): anchor "
           "(decided images pulled to their cluster's PEDCC point), must-link (their neighbours are the other "
           "decided images of their cluster) or both; no effect without corrections", "train",
-          label="Corrections guide by", choices=("anchor", "must-link", "both")),
+          label="Corrections guide by", choices=("anchor", "must-link", "both"), surfaces=RETRAIN),
     Param("w_guide", float, 1.0, "weight of the anchor loss on the images a person decided (icbpl retrain)",
-          "train", label="Corrections' anchor weight", low=0.0, high=1000.0, step=0.5),
+          "train", label="Corrections' anchor weight", low=0.0, high=1000.0, step=0.5, surfaces=RETRAIN),
     Param("warm_start", bool, False, "start from the model already trained (icbpl retrain: the curated run's; the "
-          "estimator: its previous fit) rather than from scratch", "train", label="Start from the curated run's model"),
+          "estimator: its previous fit) rather than from scratch", "train", label="Start from the curated run's model",
+          surfaces=RETRAIN),
     Param("n_neighbours", int, 20, "k of the neighbour loss (SCAN: 20 on 10-class sets)", "train",
           label="Neighbours k", low=1, high=500, aliases=("--neighbors", "--n-neighbors"), old_names=("n_neighbors",)),
     Param("refresh_every", int, 0, "re-mine neighbours in latent space every R epochs (0: never)", "train",

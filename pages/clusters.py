@@ -224,12 +224,15 @@ else:
                                  value=float(run.config["train"].get("w_guide", weight_param.default)),
                                  step=weight_param.step, key="cur_w_guide", help=weight_param.help,
                                  disabled=guide == "must-link")
-        plan = cur.retrain_plan(run, guide, weight)
+        warm_param = params.param("warm_start")
+        warm = st.checkbox(warm_param.label, value=bool(run.config["train"].get("warm_start", warm_param.default)),
+                           key="cur_warm_start", help=warm_param.help)
+        plan = cur.retrain_plan(run, {"guide": guide, "w_guide": weight, "warm_start": warm})
         if isinstance(plan, str):
             st.info(plan, icon=":material/info:")
         else:
             guidance, new_spec = plan
-            st.markdown(cur.guidance_summary(guidance, curated, run))
+            st.markdown(cur.guidance_summary(guidance, curated, run, warm))
             if st.button("Retrain from these corrections", key="cur_retrain", type="primary",
                          icon=":material/model_training:"):
                 common.launch_and_open(new_spec, int(run.job().get("gpus") or 1),
