@@ -8,9 +8,8 @@ and, knowing the true labels, verifies those whose class is the one their cluste
 edits go into a copy of the run's curation log, and `icbpl retrain` trains a new run from it
 with each guide compared. Reported ACC:
 
-  model       the run's own clusters, every image
-  + edits     the same with the person's decisions applied (the curated labelling)
-  untouched   the run's clusters on the images the person did not look at
+  all images         a run's own clusters (for "edits applied": the curated labelling)
+  not looked at      the same on the images the person did not look at
 
     python bench/bench_corrections.py --out DIR
     python bench/bench_corrections.py --out DIR --cases digits --seeds 0 1 2 --budgets 0.01 0.05
@@ -44,11 +43,11 @@ CASES = {
 }
 # name -> retrain options
 GUIDES = {
-    "anchor": ["--guide", "anchor", "--w-guide", "1"],
-    "anchor w5": ["--guide", "anchor", "--w-guide", "5"],
-    "must-link": ["--guide", "must-link"],
-    "both": ["--guide", "both", "--w-guide", "1"],
-    "anchor, warm start": ["--guide", "anchor", "--w-guide", "1", "--warm-start"],
+    "anchor": ["--guide", "anchor", "--w-guide", "1", "--no-warm-start"],
+    "anchor w5": ["--guide", "anchor", "--w-guide", "5", "--no-warm-start"],
+    "must-link": ["--guide", "must-link", "--no-warm-start"],
+    "both": ["--guide", "both", "--w-guide", "1", "--no-warm-start"],
+    "anchor, warm start": ["--guide", "anchor", "--w-guide", "1"],
 }
 RUN_FILES_SKIPPED = ("checkpoint.prev.pt", "curation.jsonl", ".curation.lock", ".training.lock")
 
@@ -130,23 +129,24 @@ def run_case(name: str, seed: int, budgets: list[float], guides: list[str], out:
     return result
 
 
-def table(results: dict, guides: list[str]) -> str:
-    lines = ["| data | budget (images looked at) | unassisted | + edits, no retraining | "
-             + " | ".join(f"retrained: {g}" for g in guides) + " |",
-             "|---|---|---|---|" + "---|" * len(guides)]
+def table(results: dict) -> str:
+    """One row per data set, budget and variant: median ACC over the seeds (each seed in brackets)."""
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f} ({' / '.join(f'{v:.3f}' for v in values)})"
+    lines = ["| data | budget: images looked at (moved) | variant | ACC, all images | ACC, images not looked at |",
+             "|---|---|---|---|---|"]
     for name, seeds in results.items():
+        lines.append(f"| {name} | - | unassisted | {cell([s['unassisted']['model'] for s in seeds])} | |")
         for budget in seeds[0]["budgets"]:
-            def med(pick):
-                values = [pick(s) for s in seeds]
-                return f"{statistics.median(values):.3f} ({' / '.join(f'{v:.3f}' for v in values)})"
-            looked = seeds[0]["budgets"][budget]["looked"]
-            cells = [med(lambda s: s["unassisted"]["model"]),
-                     med(lambda s: s["budgets"][budget]["no retraining"]["+ edits"])]
-            cells += [med(lambda s, g=g: s["budgets"][budget]["guides"][g]["model"]) + "; + edits "
-                      + med(lambda s, g=g: s["budgets"][budget]["guides"][g]["+ edits"]).split(" ")[0]
-                      + "; untouched " + med(lambda s, g=g: s["budgets"][budget]["guides"][g]["untouched"]).split(" ")[0]
-                      for g in guides]
-            lines.append(f"| {name} | {float(budget):.0%} ({looked:,}) | " + " | ".join(cells) + " |")
+            rows = [s["budgets"][budget] for s in seeds]
+            where = f"{float(budget):.0%}: {rows[0]['looked']:,} ({', '.join(str(r['moved']) for r in rows)})"
+            lines.append(f"| {name} | {where} | edits applied, no retraining | "
+                         f"{cell([r['no retraining']['+ edits'] for r in rows])} | "
+                         f"{cell([r['no retraining']['untouched'] for r in rows])} |")
+            for guide in rows[0]["guides"]:
+                lines.append(f"| {name} | {where} | retrained: {guide} | "
+                             f"{cell([r['guides'][guide]['model'] for r in rows])} | "
+                             f"{cell([r['guides'][guide]['untouched'] for r in rows])} |")
     return "\n".join(lines)
 
 
@@ -157,13 +157,18 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.01, 0.05])
     parser.add_argument("--guides", nargs="+", default=list(GUIDES), choices=list(GUIDES))
+    parser.add_argument("--table-from", type=Path, metavar="RESULTS.json", help="only print the table of earlier results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {name: [run_case(name, seed, args.budgets, args.guides, args.out) for seed in args.seeds]
-               for name in args.cases}
-    text = (f"{date.today()}, {machine_line()}\n\nmedian ACC over seeds {args.seeds} (per seed in brackets)\n\n"
-            + table(results, args.guides))
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    if args.table_from:
+        results = json.loads(args.table_from.read_text())
+    else:
+        results = {name: [run_case(name, seed, args.budgets, args.guides, args.out) for seed in args.seeds]
+                   for name in args.cases}
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    seeds = [s["seed"] for s in next(iter(results.values()))]
+    text = (f"{date.today()}, {machine_line()}\n\nmedian ACC over seeds {seeds} (per seed in brackets)\n\n"
+            + table(results))
     (args.out / "table.md").write_text(text + "\n")
     print(text)
 

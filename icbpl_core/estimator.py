@@ -98,11 +98,6 @@ class ICBPL(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"neighbours must be row indices of shape ({len(X)}, k)")
         heads = MultiHead(X.shape[1], config.hidden_dim, config.latent_dim, config.n_heads)
         heads.set_input_stats(torch.from_numpy(X))
-        if config.warm_start and hasattr(self, "head_"):      # scikit-learn's warm_start: go on from the last fit
-            if self.n_features_in_ != X.shape[1]:
-                raise ValueError(f"warm_start: X has {X.shape[1]} features; the last fit had {self.n_features_in_}")
-            heads.keep_head(0)
-            heads.heads[0].load_state_dict(self.head_.state_dict())
         source = FeatureSource(X, views, noise=self.view_noise)
         labels = None if y is None else np.asarray(y)
         report = (lambda e: e["type"] == events.EPOCH and print(events.line(e))) if self.verbose else None

@@ -214,9 +214,8 @@ PARAMS: tuple[Param, ...] = (
           label="Corrections guide by", choices=("anchor", "must-link", "both"), surfaces=RETRAIN),
     Param("w_guide", float, 1.0, "weight of the anchor loss on the images a person decided (icbpl retrain)",
           "train", label="Corrections' anchor weight", low=0.0, high=1000.0, step=0.5, surfaces=RETRAIN),
-    Param("warm_start", bool, False, "start from the model already trained (icbpl retrain: the curated run's; the "
-          "estimator: its previous fit) rather than from scratch", "train", label="Start from the curated run's model",
-          surfaces=RETRAIN),
+    Param("warm_start", bool, True, "icbpl retrain: start from the curated run's model (off: from scratch)",
+          "train", label="Start from the curated run's model", surfaces=("cli",)),
     Param("n_neighbours", int, 20, "k of the neighbour loss (SCAN: 20 on 10-class sets)", "train",
           label="Neighbours k", low=1, high=500, aliases=("--neighbors", "--n-neighbors"), old_names=("n_neighbors",)),
     Param("refresh_every", int, 0, "re-mine neighbours in latent space every R epochs (0: never)", "train",
