@@ -45,6 +45,15 @@ def streamlit_app(runs: Path, log_path: Path, **env: str) -> Iterator[str]:
             _stop(proc)
 
 
+@contextmanager
+def app_over_new_runs(tmp_path_factory, name: str) -> Iterator[tuple[str, Path]]:
+    """(URL, runs folder) of the app over a new, empty runs folder, with the session's feature cache."""
+    base = tmp_path_factory.getbasetemp()
+    runs = tmp_path_factory.mktemp(f"{name}-runs")
+    with streamlit_app(runs, base / f"streamlit-{name}.log", ICBPL_CACHE_DIR=str(base / "cache")) as url:
+        yield url, runs
+
+
 def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_SECONDS
     while True:

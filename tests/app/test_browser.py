@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.app.browser_server import streamlit_app
+from tests.app.browser_server import app_over_new_runs
 from tests.conftest import MISSING
 from tests.helpers import ROOT, chromium
 
@@ -28,10 +28,8 @@ from playwright import sync_api  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("browser-runs")
-    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit.log",
-                       ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache")) as url:
-        yield url, runs
+    with app_over_new_runs(tmp_path_factory, "browser") as served:
+        yield served
 
 
 def wait_idle(page, timeout=120.0) -> None:

@@ -15,7 +15,7 @@ import pytest
 from icbpl_core.store.curation import Curation, parse_ids
 from icbpl_core.store.runs import Run
 from icbpl_core.training.corrections import from_curation
-from tests.app.browser_server import streamlit_app
+from tests.app.browser_server import app_over_new_runs, streamlit_app
 from tests.app.test_browser import CHROMIUM, nav, no_exceptions, set_number, shot, wait_idle
 from tests.app.test_browser_curation import edit_done, open_clusters, pick_two
 from tests.helpers import run_folder, start_icbpl
@@ -26,10 +26,8 @@ from playwright import sync_api  # noqa: E402  (test_browser skips the module wi
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("journey-runs")
-    with streamlit_app(runs, tmp_path_factory.getbasetemp() / "streamlit-journey.log",
-                       ICBPL_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache")) as url:
-        yield url, runs
+    with app_over_new_runs(tmp_path_factory, "journey") as served:
+        yield served
 
 
 def test_train_curate_drill_down_export_and_reload(server, tmp_path):
