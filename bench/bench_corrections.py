@@ -43,11 +43,11 @@ CASES = {
 }
 # name -> retrain options
 GUIDES = {
-    "anchor": ["--guide", "anchor", "--w-guide", "1", "--no-warm-start"],
-    "anchor w5": ["--guide", "anchor", "--w-guide", "5", "--no-warm-start"],
-    "must-link": ["--guide", "must-link", "--no-warm-start"],
-    "both": ["--guide", "both", "--w-guide", "1", "--no-warm-start"],
-    "anchor, warm start": ["--guide", "anchor", "--w-guide", "1"],
+    "anchor": ["--guide", "anchor", "--w-guide", "1"],
+    "anchor w5": ["--guide", "anchor", "--w-guide", "5"],
+    "must-link": ["--guide", "must-link"],
+    "both": ["--guide", "both", "--w-guide", "1"],
+    "anchor, warm start": ["--guide", "anchor", "--w-guide", "1", "--warm-start"],
 }
 RUN_FILES_SKIPPED = ("checkpoint.prev.pt", "curation.jsonl", ".curation.lock", ".training.lock")
 

@@ -142,4 +142,4 @@ def guidance_summary(guidance: Guidance, curated: Curated, run: Run, warm_start:
     return (f"A new run with this run's settings and its seed, {start}, guided by the **{len(guidance.ids):,} images** you "
             f"decided ({verified:,} verified; the rest moved, merged or split off; outliers and unsure ones left "
             f"out) into **{guidance.n_clusters} clusters**, one PEDCC point each. The same as "
-            f"`icbpl retrain {run.path}{'' if warm_start else ' --no-warm-start'}`.")
+            f"`icbpl retrain {run.path}{' --warm-start' if warm_start else ''}`.")

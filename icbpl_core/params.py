@@ -214,7 +214,7 @@ PARAMS: tuple[Param, ...] = (
           label="Corrections guide by", choices=("anchor", "must-link", "both"), surfaces=RETRAIN),
     Param("w_guide", float, 1.0, "weight of the anchor loss on the images a person decided (icbpl retrain)",
           "train", label="Corrections' anchor weight", low=0.0, high=1000.0, step=0.5, surfaces=RETRAIN),
-    Param("warm_start", bool, True, "icbpl retrain: start from the curated run's model (off: from scratch)",
+    Param("warm_start", bool, False, "icbpl retrain: start from the curated run's model rather than from scratch",
           "train", label="Start from the curated run's model", surfaces=("cli",)),
     Param("n_neighbours", int, 20, "k of the neighbour loss (SCAN: 20 on 10-class sets)", "train",
           label="Neighbours k", low=1, high=500, aliases=("--neighbors", "--n-neighbors"), old_names=("n_neighbors",)),

@@ -115,7 +115,7 @@ def load_model(guidance: Guidance, model) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)["trainer"]["model"]
     except (OSError, KeyError, RuntimeError) as exc:
         raise RunError(f"cannot start from the curated run's model ({path}: {type(exc).__name__}); retrain "
-                       "from scratch (--no-warm-start)") from None
+                       "from scratch (without --warm-start)") from None
     heads = getattr(model, "head", model)           # an Encoder's heads, or the heads themselves
     saved = {key.split("heads.")[1].split(".")[0] for key in state if "heads." in key}
     if heads.n_heads > len(saved) == 1:
@@ -124,7 +124,7 @@ def load_model(guidance: Guidance, model) -> None:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise RunError(f"the curated run's model does not fit this run's ({str(exc).splitlines()[0]}); "
-                       "retrain from scratch (--no-warm-start) or with the curated run's settings") from None
+                       "retrain from scratch (without --warm-start) or with the curated run's settings") from None
 
 
 def retrain_spec(source: Run, guidance: Guidance, given: dict):

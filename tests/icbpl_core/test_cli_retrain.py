@@ -61,8 +61,8 @@ def test_warm_start_begins_from_the_curated_runs_model(run_dir, tmp_path):
                                    "--runs-dir", tmp_path / "new")))
         curated_id = json.loads(new.file(GUIDANCE_FILE).read_text())["clusters"]    # new cluster j -> curated id
         return float((np.asarray(curated_id)[new.assignments()["cluster"].to_numpy()] == source).mean())
-    assert agreement() > 0.95                         # a step of lr 1e-6 away from the curated model
-    assert agreement("--no-warm-start") < 0.5         # from scratch: one epoch at 1e-6 is a random head
+    assert agreement("--warm-start") > 0.95           # a step of lr 1e-6 away from the curated model
+    assert agreement() < 0.5                          # from scratch: one epoch at 1e-6 is a random head
     (curated / "checkpoint.pt").unlink()
-    done = icbpl("retrain", curated, "--runs-dir", tmp_path / "gone", check=False)
+    done = icbpl("retrain", curated, "--warm-start", "--runs-dir", tmp_path / "gone", check=False)
     assert done.returncode == 1 and "cannot start from the curated run's model" in done.stderr
