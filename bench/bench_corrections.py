@@ -143,10 +143,12 @@ def table(results: dict) -> str:
             lines.append(f"| {name} | {where} | edits applied, no retraining | "
                          f"{cell([r['no retraining']['+ edits'] for r in rows])} | "
                          f"{cell([r['no retraining']['untouched'] for r in rows])} |")
-            for guide in rows[0]["guides"]:
-                lines.append(f"| {name} | {where} | retrained: {guide} | "
-                             f"{cell([r['guides'][guide]['model'] for r in rows])} | "
-                             f"{cell([r['guides'][guide]['untouched'] for r in rows])} |")
+            for guide in dict.fromkeys(g for r in rows for g in r["guides"]):    # a guide some seeds ran
+                ran = [(s["seed"], r["guides"][guide]) for s, r in zip(seeds, rows) if guide in r["guides"]]
+                label = guide + ("" if len(ran) == len(rows) else f", seed{'s' if len(ran) > 1 else ''} "
+                                 + " and ".join(str(seed) for seed, _ in ran))
+                lines.append(f"| {name} | {where} | retrained: {label} | {cell([g['model'] for _, g in ran])} | "
+                             f"{cell([g['untouched'] for _, g in ran])} |")
     return "\n".join(lines)
 
 
