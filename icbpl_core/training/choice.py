@@ -24,7 +24,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -34,8 +33,7 @@ from ..datasets import load_dataset
 from ..datasets.base import IndexedSubset, Unlabelled, channels_of
 from ..errors import ConfigError
 from ..features.cache import ids_digest
-from ..store import atomic
-from ..store.files import cache_root
+from ..store.result_cache import ResultCache
 
 SAMPLE = 1000            # images scored per candidate (a few thousand-image folder: ~40 % of its extraction)
 PROBE_VIEWS = 1          # augmented copies of the sample (pass 1 of the run's own)
@@ -105,6 +103,9 @@ class Choice:
 SCORES = ("view_consistency", "stability", "silhouette", "balance", "loss", "view_neighbours")
 
 
+CACHE = ResultCache("choices", Choice.from_dict)     # one entry per images and settings
+
+
 def input_side(backbone, first_image) -> int | None:
     """Small images (up to SMALL_SIDE) at 96 px, as good as larger inputs on 28 px images at a
     fifth of 224 px's compute; larger ones at the backbone's own size."""
@@ -134,7 +135,7 @@ def choose(spec: RunSpec, given: set[str] | frozenset = frozenset(),
     sample = dataset if n <= SAMPLE else IndexedSubset(dataset, np.sort(rng.choice(n, SAMPLE, replace=False)))
     candidates = [c for c in CANDIDATES if c != "pixels" or _tiny(sample)]
     key = _key(spec, given, candidates, dataset, sample)
-    cached = _read(key, cache_dir)
+    cached = CACHE.read(key, cache_dir)
     if cached is not None:
         return cached
     scores, taps = {}, {}
@@ -161,7 +162,7 @@ def choose(spec: RunSpec, given: set[str] | frozenset = frozenset(),
            "ICBPL run puts in the same cluster")
     choice = Choice(best, values, why, scores=scores, sample=len(sample), images=n,
                     seconds=round(time.perf_counter() - started, 2), given=given)
-    _write(key, choice, cache_dir)
+    CACHE.write(key, choice, cache_dir)
     return choice
 
 
@@ -282,20 +283,3 @@ def _key(spec: RunSpec, given: list[str], candidates: list[str], dataset, sample
 
 def _given_value(spec: RunSpec, name: str):
     return getattr(spec.train, name) if hasattr(spec.train, name) else getattr(spec, name)
-
-
-def _path(key: str, cache_dir):
-    return Path(cache_dir or cache_root()) / "choices" / f"{key}.json"
-
-
-def _read(key: str, cache_dir) -> Choice | None:
-    try:
-        return Choice.from_dict(json.loads(_path(key, cache_dir).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _write(key: str, choice: Choice, cache_dir) -> None:
-    path = _path(key, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, choice.to_dict())

@@ -26,7 +26,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -36,8 +35,7 @@ from ..datasets import get_entry, load_dataset
 from ..datasets.base import IndexedSubset, Unlabelled
 from ..errors import ConfigError
 from ..features.cache import ids_digest
-from ..store import atomic
-from ..store.files import cache_root
+from ..store.result_cache import ResultCache
 from . import choice as auto
 
 K_MIN, K_MAX = 2, 15
@@ -79,6 +77,9 @@ class Suggestion:
             mark = "*" if k == self.k else " "
             lines.append(f"{mark}{k:>3}  " + "  ".join(f"{row.get(n, float('nan')):>16.4f}" for n in SCORES))
         return "\n".join(lines)
+
+
+CACHE = ResultCache("suggest_k", Suggestion.from_dict)     # one entry per images and settings
 
 
 def pick(scores: dict[int, dict], criterion: str = CRITERION) -> tuple[int, str]:
@@ -150,7 +151,7 @@ def suggest_k(spec: RunSpec, k_min: int = K_MIN, k_max: int = K_MAX, given: set[
     rng = np.random.default_rng(spec.train.seed)
     sample = dataset if n <= SAMPLE else IndexedSubset(dataset, np.sort(rng.choice(n, SAMPLE, replace=False)))
     key = _key(spec, backbone, k_min, k_max, dataset, sample)
-    cached = _read(key, cache_dir)
+    cached = CACHE.read(key, cache_dir)
     if cached is not None:
         return cached
     features, views = auto._features(spec, backbone, sample, progress, cache_dir, backbone)
@@ -159,7 +160,7 @@ def suggest_k(spec: RunSpec, k_min: int = K_MIN, k_max: int = K_MAX, given: set[
     why += f"; {backbone} features ({source}) of {len(sample):,} of the {n:,} images"
     suggestion = Suggestion(k, why, backbone, source, scores={str(j): s for j, s in scores.items()},
                             sample=len(sample), images=n, seconds=round(time.perf_counter() - started, 2))
-    _write(key, suggestion, cache_dir)
+    CACHE.write(key, suggestion, cache_dir)
     return suggestion
 
 
@@ -171,20 +172,3 @@ def _key(spec: RunSpec, backbone: str, k_min: int, k_max: int, dataset, sample) 
              "criterion": CRITERION, "probe": [SAMPLE, auto.PROBE_VIEWS, auto.PROBE_EPOCHS,
                                                list(auto.PROBE_SEEDS), auto.PROBE_HEAD, ROUNDS]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _path(key: str, cache_dir) -> Path:
-    return Path(cache_dir or cache_root()) / "suggest_k" / f"{key}.json"
-
-
-def _read(key: str, cache_dir) -> Suggestion | None:
-    try:
-        return Suggestion.from_dict(json.loads(_path(key, cache_dir).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _write(key: str, suggestion: Suggestion, cache_dir) -> None:
-    path = _path(key, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, suggestion.to_dict())
