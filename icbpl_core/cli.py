@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import Callable
 
 from . import events, params
 from .store.files import CACHE_ENV
@@ -203,19 +204,31 @@ def with_choice(spec, args):
         return spec, None
     from .training.choice import choose
 
-    given = {p.name for p in params.on("cli") if getattr(args, p.name, None) is not None}
-    last = [0.0]
-
-    def progress(what: str, done: int, total: int) -> None:
-        import time
-        if not args.quiet and (time.monotonic() - last[0] > 1.0 or done == total):
-            last[0] = time.monotonic()
-            print(f"choosing the recipe: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
     spec.resolved()    # refuse what cannot run (a missing GPU, a bad combination) before minutes of choosing
-    choice = choose(spec, given, progress=progress, cache_dir=args.cache_dir)
+    choice = choose(spec, set(_given(args)), progress=_progress(args, "choosing the recipe"),
+                    cache_dir=args.cache_dir)
     if not args.quiet:
         print(f"auto recipe: {choice.why}\n{choice.table()}", file=sys.stderr, flush=True)
     return choice.applied(spec), choice
+
+
+def _given(args) -> dict:
+    """The table's options given on the command line, by parameter name."""
+    return {p.name: getattr(args, p.name) for p in params.on("cli") if getattr(args, p.name, None) is not None}
+
+
+def _progress(args, doing: str) -> Callable[[str, int, int], None]:
+    """A progress reporter printing "doing: what done/total" on stderr at most once a second (and at
+    the end of each part); silent with --quiet."""
+    import time
+
+    last = [0.0]
+
+    def progress(what: str, done: int, total: int) -> None:
+        if not args.quiet and (time.monotonic() - last[0] > 1.0 or done == total):
+            last[0] = time.monotonic()
+            print(f"{doing}: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
+    return progress
 
 
 def _runs_dir(args):
@@ -245,8 +258,7 @@ def _retrain(args) -> int:
 
     def new_run():
         guidance = corrections.from_curation(source)
-        given = {p.name: getattr(args, p.name) for p in params.on("cli") if getattr(args, p.name, None) is not None}
-        spec = corrections.retrain_spec(source, guidance, given)
+        spec = corrections.retrain_spec(source, guidance, _given(args))
         if not args.quiet:
             print(f"retraining from {guidance.describe()}", file=sys.stderr)
         return spec, args.runs_dir or source.path.parent, {corrections.GUIDANCE_FILE: guidance.to_dict()}
@@ -301,25 +313,17 @@ def _choose(args) -> int:
 
 def _suggest_k(args) -> int:
     """Print every K's scores on stderr; stdout's last line is the suggested K alone."""
-    import time
-
     from .errors import IcbplError
     from .store import atomic
     from .training.suggest_k import K_MAX, K_MIN, suggest_k
 
-    given = {p.name for p in params.on("cli") if getattr(args, p.name, None) is not None}
-    last = [0.0]
-
-    def progress(what: str, done: int, total: int) -> None:
-        if not args.quiet and (time.monotonic() - last[0] > 1.0 or done == total):
-            last[0] = time.monotonic()
-            print(f"suggesting K: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
     k_min = K_MIN if args.k_min is None else args.k_min
     k_max = max(K_MAX, k_min) if args.k_max is None else args.k_max
     try:
         spec = spec_from_args(args)
         spec.resolved()    # refuse what cannot run before minutes of scoring
-        suggestion = suggest_k(spec, k_min, k_max, given, progress=progress, cache_dir=args.cache_dir)
+        suggestion = suggest_k(spec, k_min, k_max, set(_given(args)), progress=_progress(args, "suggesting K"),
+                               cache_dir=args.cache_dir)
     except IcbplError as exc:
         return _fail(hint(exc), EXIT_USAGE)
     if not args.quiet:
