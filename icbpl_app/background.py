@@ -58,6 +58,14 @@ class Job:
         except (OSError, ValueError):
             return None
 
+    def result_as(self, from_dict):
+        """The result read by `from_dict` (Choice.from_dict, ...); None when absent or not one."""
+        data = self.result()
+        try:
+            return None if data is None else from_dict(data)
+        except (TypeError, KeyError, ValueError):
+            return None
+
     @property
     def progress(self) -> str:
         """The last progress line, or the error of a failed job."""

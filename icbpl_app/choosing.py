@@ -29,11 +29,7 @@ def arguments(values: dict) -> list[str]:
 class ChoiceJob(background.Job):
     @property
     def choice(self) -> Choice | None:
-        data = self.result()
-        try:
-            return None if data is None else Choice.from_dict(data)
-        except TypeError:
-            return None
+        return self.result_as(Choice.from_dict)
 
 
 def job_for(runs_dir: Path, values: dict) -> ChoiceJob:

@@ -36,11 +36,7 @@ def arguments(values: dict, k_min: int = K_MIN, k_max: int = K_MAX) -> list[str]
 class SuggestJob(background.Job):
     @property
     def suggestion(self) -> Suggestion | None:
-        data = self.result()
-        try:
-            return None if data is None else Suggestion.from_dict(data)
-        except (TypeError, KeyError, ValueError):
-            return None
+        return self.result_as(Suggestion.from_dict)
 
 
 def job_for(runs_dir: Path, values: dict, k_min: int = K_MIN, k_max: int = K_MAX) -> SuggestJob:

@@ -184,9 +184,11 @@ def apply_finished_choice(values: dict) -> None:
 @st.fragment(run_every=1.5)
 def watch(find_job, values: dict, doing: str, watching: str) -> None:
     """Progress of a background job (icbpl_app/background.py) that `find_job(runs_dir, values)`
-    finds; when it ends, the whole page reruns to show and apply its result."""
+    finds; when it ends, the whole page reruns to show and apply its result (`watching`: the session
+    key that remembers which job is watched)."""
     job = find_job(state.runs_dir(), values)
     if job.state == "running":
+        st.session_state[watching] = job.key
         st.info(f"{doing}: {job.progress}", icon=":material/hourglass_top:")
     elif st.session_state.get(watching) == job.key:
         st.session_state.pop(watching)
@@ -197,7 +199,6 @@ def show_choice(values: dict, ready: bool) -> None:
     """The auto recipe: the choice and every candidate's scores, or the button that makes it."""
     job = choosing.job_for(state.runs_dir(), values)
     if job.state == "running":
-        st.session_state["d_choice_watching"] = job.key
         watch(choosing.job_for, values, "Choosing the recipe", "d_choice_watching")
         return
     if job.state == "done":
@@ -233,7 +234,6 @@ def suggest_clusters(values: dict, ready: bool) -> None:
     job = suggest_k.job_for(state.runs_dir(), values)
     with st.expander("Not sure about K? Suggest it", expanded=job.state in ("running", "done")):
         if job.state == "running":
-            st.session_state["d_k_watching"] = job.key
             watch(suggest_k.job_for, values, "Suggesting K", "d_k_watching")
             return
         if job.state == "done":
