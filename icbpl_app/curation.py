@@ -126,11 +126,12 @@ def curated_csv(run: Run, indices=None) -> tuple[bytes, int]:
     return table.to_csv(index=False).encode("utf-8"), len(table)
 
 
-def retrain_plan(run: Run, given: dict) -> tuple[Guidance, object] | str:
-    """(the guidance, the new run's RunSpec) a retrain from this run's corrections with the settings
-    `given` (guide, w_guide, warm_start) would start, or why it cannot."""
+def retrain_plan(run: Run, curated: Curated, ids, given: dict) -> tuple[Guidance, object] | str:
+    """(the guidance, the new run's RunSpec) a retrain from this run's corrections (`curated`, the
+    images' dataset `ids`) with the settings `given` (guide, w_guide, warm_start) would start, or why
+    it cannot."""
     try:
-        guidance = corrections.from_curation(run)
+        guidance = corrections.from_state(run, curated, ids)
         return guidance, corrections.retrain_spec(run, guidance, given)
     except IcbplError as exc:
         return app_state.message(exc)

@@ -227,7 +227,8 @@ else:
         warm_param = params.param("warm_start")
         warm = st.checkbox(warm_param.label, value=bool(run.config["train"].get("warm_start", warm_param.default)),
                            key="cur_warm_start", help=warm_param.help)
-        plan = cur.retrain_plan(run, {"guide": guide, "w_guide": weight, "warm_start": warm})
+        plan = cur.retrain_plan(run, curated, table["id"].to_numpy(),
+                                {"guide": guide, "w_guide": weight, "warm_start": warm})
         if isinstance(plan, str):
             st.info(plan, icon=":material/info:")
         else:

@@ -11,6 +11,7 @@ later edits to the old run do not change it.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..store import atomic
-from ..store.curation import Curation
+from ..store.curation import Curated, Curation
 from ..store.runs import Run
 
 GUIDANCE_FILE = "guidance.json"
@@ -50,10 +51,14 @@ class Guidance:
 
 def from_curation(run: Run) -> Guidance:
     """The guidance a run's curation gives; RunError when there is nothing to learn from."""
+    table = run.assignments()
+    return from_state(run, Curation(run).state(table["cluster"].to_numpy(np.int64)), table["id"].to_numpy())
+
+
+def from_state(run: Run, state: Curated, ids: np.ndarray) -> Guidance:
+    """from_curation() for a caller that has the curated state and the images' dataset ids already."""
     if run.state != "finished":
         raise RunError(f"run {run.id} is {run.state}; retrain from a finished run")
-    table = run.assignments()
-    state = Curation(run).state(table["cluster"].to_numpy(np.int64))
     clusters = sorted(int(c) for c in np.unique(state.cluster))
     if len(clusters) < 2:
         raise RunError(f"run {run.id}'s curation leaves {len(clusters)} cluster; a new run needs at least 2")
@@ -66,7 +71,7 @@ def from_curation(run: Run) -> Guidance:
     return Guidance(source_run=run.id, source_path=str(run.path.absolute()), clusters=clusters,
                     n_points=max(state.known) + 1,
                     names={str(target_of[c]): n for c, n in state.names.items() if n and c in target_of},
-                    ids=[str(i) for i in table["id"].to_numpy()[rows]],
+                    ids=[str(i) for i in np.asarray(ids)[rows]],
                     targets=[target_of[int(c)] for c in state.cluster[rows]], edits=len(state.done))
 
 
@@ -78,7 +83,6 @@ def read(run: Run) -> Guidance | None:
     path = run.file(GUIDANCE_FILE)
     if not path.is_file():
         return None
-    import json
     return Guidance(**json.loads(path.read_text(encoding="utf-8")))
 
 
